@@ -1,0 +1,38 @@
+// Every limit Grace enforces, in one place. A request past a limit gets a 4xx with a code;
+// an internal queue past its limit pushes back instead of growing.
+
+export const LIMITS = {
+  /** Namespace, group, service, cluster, dataId, clientId: UTF-8 bytes. */
+  maxNameBytes: 512,
+  /** Instance metadata, keys plus values, UTF-8 bytes. */
+  maxMetadataBytes: 16 * 1024,
+  maxWeight: 10_000,
+  /** Config content, UTF-8 bytes. */
+  maxConfigContentBytes: 1024 * 1024,
+  /** Config type label (text, json, yaml, ...). */
+  maxConfigTypeBytes: 32,
+  /** Request bodies of naming routes. Metadata is the largest part. */
+  maxNamingBodyBytes: 64 * 1024,
+  /** Request bodies of config routes: 1 MiB of content, JSON-escaped, fits. */
+  maxConfigBodyBytes: 8 * 1024 * 1024,
+  /** Instances in one service, and services in the registry. */
+  maxInstancesPerService: 50_000,
+  /** Ephemeral instances held by one client (one lease). */
+  maxInstancesPerClient: 10_000,
+  maxServices: 100_000,
+  maxConfigs: 100_000,
+  /** History entries kept per config; older ones are dropped as new ones come. */
+  maxHistoryPerConfig: 100,
+  /** Paging. */
+  maxPageSize: 1000,
+  /** Clusters named in one query. */
+  maxClusterFilter: 64,
+  /** Long-poll: keys per request, requests held at once, and the hold time. */
+  maxListenItems: 1000,
+  maxListeners: 10_000,
+  defaultListenTimeoutMs: 30_000,
+  maxListenTimeoutMs: 120_000,
+  /** CP log: proposals written per fsync, and proposals waiting for one. */
+  maxProposalsPerBatch: 1024,
+  maxPendingProposals: 16_384,
+} as const

@@ -1,0 +1,101 @@
+// Field checks shared by every input path (JSON bodies, protobuf bodies, query strings). Each
+// takes the raw value and the field's name, and returns the typed value or throws a GraceError
+// that names the field. No check stores anything, so a rejected request changes nothing.
+
+import { fail } from './errors.js'
+import { LIMITS } from './limits.js'
+
+export type Fields = Record<string, unknown>
+
+/** The request's fields: a JSON object, or the object a protobuf message decoded to. */
+export function asFields(body: unknown, what = 'body'): Fields {
+  if (body === undefined || body === null) return {}
+  if (typeof body !== 'object' || Array.isArray(body)) fail('INVALID_ARGUMENT', `${what} must be an object`)
+  return body as Fields
+}
+
+const CONTROL = /[\u0000-\u001f\u007f]/
+
+/**
+ * A name: namespace, group, service, cluster, dataId, clientId. Non-empty, at most 512 UTF-8
+ * bytes, no control characters. `extraForbidden` lists substrings that the name's role reserves
+ * (',' in cluster names, which queries list comma-separated; '@@', which Nacos names use).
+ */
+export function name(value: unknown, field: string, fallback?: string, extraForbidden: readonly string[] = []): string {
+  if (value === undefined || value === null || value === '') {
+    if (fallback !== undefined) return fallback
+    fail('INVALID_NAME', `${field} is required`)
+  }
+  if (typeof value !== 'string') fail('INVALID_NAME', `${field} must be a string`)
+  if (value.trim() === '') fail('INVALID_NAME', `${field} must not be blank`)
+  if (Buffer.byteLength(value, 'utf8') > LIMITS.maxNameBytes) fail('INVALID_NAME', `${field} is over ${LIMITS.maxNameBytes} bytes`)
+  if (CONTROL.test(value)) fail('INVALID_NAME', `${field} has a control character`)
+  for (const bad of extraForbidden) {
+    if (value.includes(bad)) fail('INVALID_NAME', `${field} must not contain '${bad}'`)
+  }
+  return value
+}
+
+export function optionalBool(value: unknown, field: string): boolean | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value === 'boolean') return value
+  fail('INVALID_ARGUMENT', `${field} must be true or false`)
+}
+
+export function bool(value: unknown, field: string, fallback: boolean): boolean {
+  return optionalBool(value, field) ?? fallback
+}
+
+/** A boolean from a query string: true/false/1/0. */
+export function queryBool(value: unknown, field: string, fallback: boolean): boolean {
+  if (value === undefined || value === '') return fallback
+  if (value === 'true' || value === '1' || value === true) return true
+  if (value === 'false' || value === '0' || value === false) return false
+  fail('INVALID_ARGUMENT', `${field} must be true or false`)
+}
+
+/** An integer, from JSON (a number) or a query string (digits). */
+export function integer(value: unknown, field: string, min: number, max: number, fallback?: number): number {
+  if (value === undefined || value === null || value === '') {
+    if (fallback !== undefined) return fallback
+    fail('INVALID_ARGUMENT', `${field} is required`)
+  }
+  const n = typeof value === 'string' && /^-?\d{1,16}$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    fail('INVALID_ARGUMENT', `${field} must be an integer in ${min}..${max}`)
+  }
+  return n
+}
+
+/** Optional free text with a byte limit (a config type, a description). */
+export function shortText(value: unknown, field: string, maxBytes: number, fallback: string): string {
+  if (value === undefined || value === null || value === '') return fallback
+  if (typeof value !== 'string') fail('INVALID_ARGUMENT', `${field} must be a string`)
+  if (Buffer.byteLength(value, 'utf8') > maxBytes) fail('INVALID_ARGUMENT', `${field} is over ${maxBytes} bytes`)
+  if (CONTROL.test(value)) fail('INVALID_ARGUMENT', `${field} has a control character`)
+  return value
+}
+
+/** A string-to-string map with a total size limit (keys plus values, UTF-8 bytes). */
+export function stringMap(value: unknown, field: string, maxBytes: number): Record<string, string> {
+  if (value === undefined || value === null) return {}
+  if (typeof value !== 'object' || Array.isArray(value)) fail('INVALID_METADATA', `${field} must be an object of strings`)
+  const out: Record<string, string> = Object.create(null)
+  let bytes = 0
+  for (const [k, v] of Object.entries(value)) {
+    if (typeof v !== 'string') fail('INVALID_METADATA', `${field}.${k} must be a string`)
+    if (k === '') fail('INVALID_METADATA', `${field} has an empty key`)
+    bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
+    if (bytes > maxBytes) fail('INVALID_METADATA', `${field} is over ${maxBytes} bytes`)
+    out[k] = v
+  }
+  return { ...out }
+}
+
+/** Paging from a query string: pageNo from 1, pageSize up to the limit. */
+export function paging(query: Fields, defaultSize = 100): { pageNo: number; pageSize: number } {
+  return {
+    pageNo: integer(query.pageNo, 'pageNo', 1, 1_000_000, 1),
+    pageSize: integer(query.pageSize, 'pageSize', 1, LIMITS.maxPageSize, defaultSize),
+  }
+}

@@ -1,0 +1,87 @@
+// Builds the fastify app from the services it serves. build() is separate from listen(): tests
+// drive the app through inject(), main.ts listens.
+
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger as PinoLogger } from 'pino'
+import { ERROR_CODES, type ErrorCode, GraceError, isGraceError } from '../core/errors.js'
+import { LIMITS } from '../core/limits.js'
+import { grace } from '../gen/proto.js'
+import { PROTOBUF_TYPE, send } from './codec.js'
+import { type HealthDeps, registerHealthRoutes } from './routes/health.js'
+import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
+
+export interface AppDeps extends HealthDeps, NamingRouteDeps {
+  /** pino logger for request lines and errors; omit for silence (tests). */
+  logger?: PinoLogger
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    // One line per request (the onResponse hook below) instead of fastify's two.
+    disableRequestLogging: true,
+    bodyLimit: LIMITS.maxNamingBodyBytes,
+    return503OnClosing: true,
+    // Keep-alive connections that are idle are closed at once on shutdown; busy ones finish.
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance
+
+  // JSON (fastify's parser, which rejects __proto__ poisoning) and protobuf; nothing else.
+  app.removeContentTypeParser(['text/plain'])
+  app.addContentTypeParser(PROTOBUF_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+
+  app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request)))
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  )
+
+  if (deps.logger) {
+    app.addHook('onResponse', (request, reply, done) => {
+      // The route pattern, not the URL: query strings may carry names or, later, tokens.
+      request.log.info(
+        { method: request.method, route: request.routeOptions.url ?? 'none', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
+        'request',
+      )
+      done()
+    })
+  }
+
+  registerHealthRoutes(app, deps)
+  registerNamingRoutes(app, deps)
+  return app
+}
+
+/** Maps whatever was thrown to a GraceError: fastify's own errors by their codes. */
+function toGraceError(err: FastifyError, request: FastifyRequest): GraceError {
+  if (isGraceError(err)) return err
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return new GraceError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${request.headers['content-type'] ?? '(none)'} is not supported; use application/json or ${PROTOBUF_TYPE}`)
+  }
+  const mapped = FASTIFY_ERRORS[err.code]
+  if (mapped) return new GraceError(mapped, err.message)
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
+    return new GraceError('INVALID_JSON', `body is not valid JSON: ${err.message}`)
+  }
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return new GraceError('INVALID_ARGUMENT', err.message)
+  }
+  request.log.error({ err }, 'unhandled error')
+  return new GraceError('INTERNAL', 'internal error')
+}
+
+const FASTIFY_ERRORS: Record<string, ErrorCode> = {
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'INVALID_ARGUMENT',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+}
+
+function sendError(request: FastifyRequest, reply: FastifyReply, err: GraceError): FastifyReply {
+  const body = { code: err.code, message: err.message }
+  try {
+    return send(request, reply, grace.v1.Error, body, ERROR_CODES[err.code].status)
+  } catch {
+    // The client's Accept header was itself the problem: answer in JSON.
+    return reply.code(ERROR_CODES[err.code].status).type('application/json; charset=utf-8').send(JSON.stringify(body))
+  }
+}

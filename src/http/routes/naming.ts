@@ -1,0 +1,108 @@
+// Naming routes: instances, heartbeats and services under /v1/ns.
+
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { type Fields, asFields, paging } from '../../core/validate.js'
+import { grace } from '../../gen/proto.js'
+import type { NamingService, ServiceSummary } from '../../naming/service.js'
+import {
+  parseBeat,
+  parseGroup,
+  parseInstance,
+  parseInstancePatch,
+  parseInstanceQuery,
+  parseInstanceRef,
+  parseNamespace,
+  parseServiceCreate,
+  parseServiceName,
+  parseServicePatch,
+} from '../../naming/validate.js'
+import type { InstanceList } from '../../naming/view.js'
+import { JSON_TYPE, type MessageType, PROTOBUF_TYPE, encodeProtobuf, readBody, send, wantsProtobuf } from '../codec.js'
+
+export interface NamingRouteDeps {
+  naming: NamingService
+}
+
+const { Ack, BeatResponse, Instance, InstanceList: InstanceListMessage, InstanceRef, Service, ServiceList, UpdateInstanceRequest } = grace.v1
+
+export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRouteDeps): void {
+  app.post('/v1/ns/instances', async (request, reply) => {
+    await naming.register(parseInstance(readBody(request, Instance)))
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.delete('/v1/ns/instances', async (request, reply) => {
+    const { deleted } = await naming.deregister(parseInstanceRef(bodyOrQuery(request, InstanceRef)))
+    return send(request, reply, Ack, { ok: true, deleted })
+  })
+
+  app.patch('/v1/ns/instances', async (request, reply) => {
+    const { ref, patch } = parseInstancePatch(unwrapMetadata(request, readBody(request, UpdateInstanceRequest)))
+    await naming.update(ref, patch)
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.get('/v1/ns/instances', async (request, reply) => sendInstanceList(request, reply, await naming.list(parseInstanceQuery(asFields(request.query)))))
+
+  app.put('/v1/ns/instances/beat', (request, reply) => {
+    return send(request, reply, BeatResponse, naming.beat(parseBeat(bodyOrQuery(request, InstanceRef))))
+  })
+
+  app.get('/v1/ns/services', async (request, reply) => {
+    const query = asFields(request.query)
+    if (query.service !== undefined) return sendService(request, reply, Service, await naming.getService(parseServiceName(query)))
+    const { pageNo, pageSize } = paging(query)
+    const group = query.group === undefined ? undefined : parseGroup(query.group)
+    const page = await naming.listServices(parseNamespace(query.namespace), group, pageNo, pageSize)
+    return sendService(request, reply, ServiceList, page)
+  })
+
+  app.post('/v1/ns/services', async (request, reply) => {
+    await naming.createService(parseServiceCreate(unwrapMetadata(request, readBody(request, Service))))
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.patch('/v1/ns/services', async (request, reply) => {
+    const { name: service, patch } = parseServicePatch(unwrapMetadata(request, readBody(request, Service)))
+    await naming.updateService(service, patch)
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.delete('/v1/ns/services', async (request, reply) => {
+    const { deleted } = await naming.removeService(parseServiceName(bodyOrQuery(request, Service)))
+    return send(request, reply, Ack, { ok: true, deleted })
+  })
+}
+
+/** DELETE and beat take their fields from a body when one was sent, else from the query string. */
+function bodyOrQuery(request: FastifyRequest, type: MessageType): Fields {
+  return request.body === undefined || request.body === null ? asFields(request.query) : readBody(request, type)
+}
+
+/** Protobuf carries metadata in a StringMap (maps have no presence); JSON carries the map itself. */
+function unwrapMetadata(request: FastifyRequest, fields: Fields): Fields {
+  if (!(request.body instanceof Uint8Array) || fields.metadata === undefined) return fields
+  return { ...fields, metadata: (fields.metadata as { entries?: unknown }).entries ?? {} }
+}
+
+function sendService(request: FastifyRequest, reply: FastifyReply, type: MessageType, value: ServiceSummary | { services: readonly ServiceSummary[] }) {
+  if (!wantsProtobuf(request)) return send(request, reply, type, value)
+  const wrap = (s: ServiceSummary) => ({ ...s, metadata: { entries: s.metadata } })
+  const wire = 'services' in value ? { ...value, services: value.services.map(wrap) } : wrap(value)
+  return reply.type(PROTOBUF_TYPE).send(encodeProtobuf(type, wire))
+}
+
+// Encoded answers, kept as long as the view keeps the InstanceList (until the service changes).
+const jsonAnswers = new WeakMap<InstanceList, string>()
+const protobufAnswers = new WeakMap<InstanceList, Buffer>()
+
+function sendInstanceList(request: FastifyRequest, reply: FastifyReply, list: InstanceList): FastifyReply {
+  if (wantsProtobuf(request)) {
+    let body = protobufAnswers.get(list)
+    if (!body) protobufAnswers.set(list, (body = encodeProtobuf(InstanceListMessage, list)))
+    return reply.type(PROTOBUF_TYPE).send(body)
+  }
+  let body = jsonAnswers.get(list)
+  if (!body) jsonAnswers.set(list, (body = JSON.stringify(list)))
+  return reply.type(JSON_TYPE).send(body)
+}

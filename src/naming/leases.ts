@@ -1,0 +1,99 @@
+// Ephemeral clients stay registered while they beat. Each client is a lease: registering or
+// beating renews it, and a periodic sweep marks its instances unhealthy once a beat is overdue
+// by the instance's timeout, and removes them once overdue by its delete timeout. The clock is
+// injected, so tests drive expiry by moving a ManualClock.
+
+import type { ClientRecord, EphemeralStore } from '../ap/store.js'
+import type { Cancel, Clock } from '../core/clock.js'
+import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from './model.js'
+
+/** How often the sweep looks for overdue clients; the health answer lags a beat by at most this. */
+export const SWEEP_INTERVAL_MS = 1_000
+
+function override(instance: Instance, key: keyof typeof BEAT_METADATA): number {
+  const value = instance.metadata[BEAT_METADATA[key]]
+  // Validated at registration; a bad value from an older version falls back to the default.
+  const ms = value === undefined ? NaN : Number(value)
+  return Number.isFinite(ms) && ms > 0 ? ms : BEAT_DEFAULTS[key]
+}
+
+export function beatIntervalOf(instances: readonly Instance[]): number {
+  let interval: number = BEAT_DEFAULTS.intervalMs
+  for (const i of instances) interval = Math.min(interval, override(i, 'intervalMs'))
+  return interval
+}
+
+export class ClientLeases {
+  private readonly lastBeat = new Map<string, number>()
+  private cancelSweep: Cancel | null = null
+
+  constructor(
+    private readonly store: EphemeralStore,
+    private readonly clock: Clock,
+  ) {}
+
+  start(): void {
+    const loop = () => {
+      this.sweep()
+      this.cancelSweep = this.clock.setTimer(SWEEP_INTERVAL_MS, loop)
+    }
+    this.cancelSweep = this.clock.setTimer(SWEEP_INTERVAL_MS, loop)
+  }
+
+  stop(): void {
+    this.cancelSweep?.()
+    this.cancelSweep = null
+  }
+
+  /** Renews the client's lease; instances marked unhealthy by a missed beat are healthy again. */
+  renew(clientId: string): void {
+    this.lastBeat.set(clientId, this.clock.now())
+    const record = this.store.get(clientId)
+    if (record && record.instances.some((i) => !i.healthy)) {
+      this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : { ...i, healthy: true })) })
+    }
+  }
+
+  forget(clientId: string): void {
+    this.lastBeat.delete(clientId)
+  }
+
+  /** Applies overdue beats: unhealthy past the timeout, removed past the delete timeout. */
+  sweep(): void {
+    const now = this.clock.now()
+    for (const [clientId, last] of this.lastBeat) {
+      const record = this.store.get(clientId)
+      if (!record) {
+        this.lastBeat.delete(clientId)
+        continue
+      }
+      const next = expire(record, now - last)
+      if (next === record) continue
+      if (next.instances.length === 0) {
+        this.store.remove(clientId)
+        this.lastBeat.delete(clientId)
+      } else {
+        this.store.put(next)
+      }
+    }
+  }
+}
+
+/** The record after `silentMs` without a beat; the same object when nothing changes. */
+function expire(record: ClientRecord, silentMs: number): ClientRecord {
+  let changed = false
+  const instances: Instance[] = []
+  for (const i of record.instances) {
+    if (silentMs > override(i, 'removeAfterMs')) {
+      changed = true
+      continue
+    }
+    const healthy = silentMs <= override(i, 'unhealthyAfterMs')
+    if (healthy === i.healthy) instances.push(i)
+    else {
+      changed = true
+      instances.push({ ...i, healthy })
+    }
+  }
+  return changed ? { ...record, version: record.version + 1, instances } : record
+}

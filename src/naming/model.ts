@@ -1,0 +1,59 @@
+// The naming data model: namespace > group > service > cluster > instance, as in Nacos.
+
+export const DEFAULT_NAMESPACE = 'public'
+export const DEFAULT_GROUP = 'DEFAULT_GROUP'
+export const DEFAULT_CLUSTER = 'DEFAULT'
+
+/** Heartbeat timing, with the metadata keys that override it per instance (Nacos names). */
+export const BEAT_DEFAULTS = { intervalMs: 5_000, unhealthyAfterMs: 15_000, removeAfterMs: 30_000 } as const
+export const BEAT_METADATA = {
+  intervalMs: 'preserved.heart.beat.interval',
+  unhealthyAfterMs: 'preserved.heart.beat.timeout',
+  removeAfterMs: 'preserved.ip.delete.timeout',
+} as const
+
+export interface ServiceName {
+  readonly namespace: string
+  readonly group: string
+  readonly service: string
+}
+
+export interface Instance extends ServiceName {
+  readonly cluster: string
+  readonly ip: string
+  readonly port: number
+  readonly weight: number
+  readonly enabled: boolean
+  readonly healthy: boolean
+  readonly ephemeral: boolean
+  readonly metadata: Readonly<Record<string, string>>
+  /** The lease that keeps an ephemeral instance alive; empty for persistent instances. */
+  readonly clientId: string
+}
+
+/** Service-level data kept through the CP path: created explicitly, or by a persistent instance. */
+export interface ServiceMeta extends ServiceName {
+  readonly ephemeral: boolean
+  readonly protectThreshold: number
+  readonly metadata: Readonly<Record<string, string>>
+}
+
+// Names never hold control characters (validation rejects them), so one makes a safe separator.
+const SEP = '\u001f'
+
+export function serviceKey(s: ServiceName): string {
+  return s.namespace + SEP + s.group + SEP + s.service
+}
+
+/** An instance's identity inside its service. */
+export function instanceId(cluster: string, ip: string, port: number): string {
+  return cluster + SEP + ip + SEP + port
+}
+
+export function instanceIdOf(i: Pick<Instance, 'cluster' | 'ip' | 'port'>): string {
+  return instanceId(i.cluster, i.ip, i.port)
+}
+
+export function kindName(ephemeral: boolean): string {
+  return ephemeral ? 'ephemeral' : 'persistent'
+}

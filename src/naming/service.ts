@@ -1,0 +1,202 @@
+// The naming service: registry rules over the two kinds of data. It checks what the request may
+// do (kinds, limits), picks the change, and hands it to the consistency proxy; queries read the
+// shared view.
+
+import type { ClientRecord } from '../ap/store.js'
+import type { Clock } from '../core/clock.js'
+import { fail } from '../core/errors.js'
+import { LIMITS } from '../core/limits.js'
+import type { ConsistencyProxy } from '../consistency/proxy.js'
+import { type ClientLeases, beatIntervalOf } from './leases.js'
+import { type Instance, type ServiceMeta, type ServiceName, BEAT_DEFAULTS, instanceId, instanceIdOf, kindName, serviceKey } from './model.js'
+import type { NamingCommand } from './state-machine.js'
+import type { BeatRequest, InstancePatch, InstanceQuery, InstanceRef, ServicePatch } from './validate.js'
+import type { InstanceList, NamingView, ServiceEntry } from './view.js'
+
+export interface ServiceSummary extends ServiceName {
+  readonly ephemeral: boolean
+  readonly protectThreshold: number
+  readonly metadata: Readonly<Record<string, string>>
+  readonly instanceCount: number
+  readonly healthyInstanceCount: number
+}
+
+export interface ServicePage {
+  readonly count: number
+  readonly pageNo: number
+  readonly pageSize: number
+  readonly services: readonly ServiceSummary[]
+}
+
+export class NamingService {
+  constructor(
+    private readonly proxy: ConsistencyProxy,
+    private readonly view: NamingView,
+    private readonly leases: ClientLeases,
+    private readonly clock: Clock,
+  ) {}
+
+  async register(instance: Instance): Promise<void> {
+    if (instance.ephemeral) this.registerEphemeral(instance)
+    else await this.registerPersistent(instance)
+  }
+
+  async deregister(ref: InstanceRef): Promise<{ deleted: boolean }> {
+    const entry = this.view.get(ref)
+    const id = instanceId(ref.cluster, ref.ip, ref.port)
+    const ephemeral = entry?.ephemeral.get(id)
+    if (ephemeral) {
+      this.changeClient(ephemeral.clientId, (instances) => instances.filter((i) => !sameInstance(i, ref)))
+      return { deleted: true }
+    }
+    // An ephemeral service has nothing in the CP log to remove.
+    if (entry?.kind() === true) return { deleted: false }
+    return (await this.durable({ type: 'naming.instance.remove', ref })) as { deleted: boolean }
+  }
+
+  async update(ref: InstanceRef, patch: InstancePatch): Promise<void> {
+    const entry = this.view.get(ref)
+    const ephemeral = entry?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))
+    if (ephemeral) {
+      this.changeClient(ephemeral.clientId, (instances) => instances.map((i) => (sameInstance(i, ref) ? { ...i, ...patch } : i)))
+      return
+    }
+    if (entry?.kind() === true) fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    await this.durable({ type: 'naming.instance.update', ref, patch })
+  }
+
+  /** A heartbeat: renews the client's lease and says whether it (and the instance) is still known. */
+  beat(request: BeatRequest): { clientBeatInterval: number; registered: boolean } {
+    let clientId = request.clientId
+    const ref = request.instance
+    if (ref) {
+      const known = this.view.get(ref)?.find(instanceId(ref.cluster, ref.ip, ref.port))
+      if (known && !known.ephemeral) fail('NOT_EPHEMERAL', `instance ${ref.ip}:${ref.port} is persistent; the server checks its health`)
+      clientId ??= known?.clientId ?? `${ref.ip}:${ref.port}`
+    }
+    const record = this.proxy.readEphemeral(clientId!)
+    if (!record || (ref && !record.instances.some((i) => sameInstance(i, ref)))) {
+      return { clientBeatInterval: record ? beatIntervalOf(record.instances) : BEAT_DEFAULTS.intervalMs, registered: false }
+    }
+    this.leases.renew(record.clientId)
+    return { clientBeatInterval: beatIntervalOf(record.instances), registered: true }
+  }
+
+  async list(query: InstanceQuery): Promise<InstanceList> {
+    // Persistent data is read after a barrier, so a read sees every write acknowledged before it.
+    if (this.view.get(query)?.kind() === false) await this.proxy.durableReadBarrier()
+    return this.view.list(query)
+  }
+
+  async createService(meta: ServiceMeta): Promise<void> {
+    const entry = this.view.get(meta)
+    if (entry && (entry.meta || entry.instanceCount() > 0)) fail('SERVICE_ALREADY_EXISTS', `service ${meta.service} already exists`)
+    await this.durable({ type: 'naming.service.create', meta })
+  }
+
+  async updateService(name: ServiceName, patch: ServicePatch): Promise<void> {
+    const ephemeralInstances = (this.view.get(name)?.ephemeral.size ?? 0) > 0
+    if (patch.ephemeral === false && ephemeralInstances) {
+      fail('SERVICE_KIND_CONFLICT', `service ${name.service} has ephemeral instances; its kind cannot change`)
+    }
+    await this.durable({ type: 'naming.service.update', name, patch, ephemeralInstances })
+  }
+
+  async removeService(name: ServiceName): Promise<{ deleted: boolean }> {
+    if ((this.view.get(name)?.ephemeral.size ?? 0) > 0) fail('SERVICE_NOT_EMPTY', `service ${name.service} still has ephemeral instances`)
+    return (await this.durable({ type: 'naming.service.remove', name })) as { deleted: boolean }
+  }
+
+  async getService(name: ServiceName): Promise<ServiceSummary> {
+    await this.proxy.durableReadBarrier()
+    const entry = this.view.get(name)
+    if (!entry) fail('SERVICE_NOT_FOUND', `service ${name.service} does not exist in group ${name.group} of namespace ${name.namespace}`)
+    return summarize(entry)
+  }
+
+  async listServices(namespace: string, group: string | undefined, pageNo: number, pageSize: number): Promise<ServicePage> {
+    await this.proxy.durableReadBarrier()
+    const matching: ServiceEntry[] = []
+    for (const entry of this.view.entries()) {
+      if (entry.name.namespace === namespace && (group === undefined || entry.name.group === group)) matching.push(entry)
+    }
+    matching.sort((a, b) => (serviceKey(a.name) < serviceKey(b.name) ? -1 : 1))
+    const page = matching.slice((pageNo - 1) * pageSize, pageNo * pageSize)
+    return { count: matching.length, pageNo, pageSize, services: page.map(summarize) }
+  }
+
+  private async registerPersistent(instance: Instance): Promise<void> {
+    const entry = this.view.get(instance)
+    // The state machine checks the service's metadata again; ephemeral instances only we can see.
+    if ((entry?.ephemeral.size ?? 0) > 0 || entry?.meta?.ephemeral) kindConflict(instance, true)
+    await this.durable({ type: 'naming.instance.put', instance })
+  }
+
+  private registerEphemeral(instance: Instance): void {
+    const entry = this.view.get(instance)
+    if (entry?.kind() === false) kindConflict(instance, false)
+    const id = instanceIdOf(instance)
+    const previous = entry?.ephemeral.get(id)
+    if (!previous) {
+      if ((entry?.instanceCount() ?? 0) >= LIMITS.maxInstancesPerService) {
+        fail('LIMIT_EXCEEDED', `service ${instance.service} has ${LIMITS.maxInstancesPerService} instances, the most allowed`)
+      }
+      if (!entry && this.view.size() >= LIMITS.maxServices) fail('LIMIT_EXCEEDED', `the registry holds ${LIMITS.maxServices} services, the most allowed`)
+    }
+    // The same address registered by another client moves to this one: the newest registration wins.
+    if (previous && previous.clientId !== instance.clientId) {
+      this.changeClient(previous.clientId, (instances) => instances.filter((i) => !sameInstance(i, instance)))
+    }
+    const registered: Instance = { ...instance, healthy: true }
+    this.changeClient(instance.clientId, (instances) => {
+      const others = instances.filter((i) => !sameInstance(i, instance))
+      if (others.length >= LIMITS.maxInstancesPerClient) {
+        fail('LIMIT_EXCEEDED', `client ${instance.clientId} holds ${LIMITS.maxInstancesPerClient} instances, the most allowed`)
+      }
+      return [...others, registered]
+    })
+    this.leases.renew(instance.clientId)
+  }
+
+  /** Replaces a client's instances with change(current); a client left with none is removed. */
+  private changeClient(clientId: string, change: (instances: readonly Instance[]) => Instance[]): void {
+    const record = this.proxy.readEphemeral(clientId)
+    const instances = change(record?.instances ?? [])
+    if (instances.length === 0) {
+      this.proxy.removeEphemeral(clientId)
+      this.leases.forget(clientId)
+      return
+    }
+    // A new record starts above any earlier incarnation of the same client: versions only grow.
+    const version = record ? record.version + 1 : this.clock.now() * 1000
+    const next: ClientRecord = { clientId, version, instances }
+    this.proxy.writeEphemeral(next)
+  }
+
+  private durable(command: NamingCommand): Promise<unknown> {
+    return this.proxy.writeDurable(command)
+  }
+}
+
+function sameInstance(i: Instance, ref: InstanceRef): boolean {
+  return i.port === ref.port && i.ip === ref.ip && i.cluster === ref.cluster && i.service === ref.service && i.group === ref.group && i.namespace === ref.namespace
+}
+
+function kindConflict(name: ServiceName, serviceIsEphemeral: boolean): never {
+  const kind = kindName(serviceIsEphemeral)
+  fail(
+    'SERVICE_KIND_CONFLICT',
+    `service ${name.service} is ${kind}; it cannot take ${kindName(!serviceIsEphemeral)} instances (register with ephemeral: ${serviceIsEphemeral})`,
+  )
+}
+
+function summarize(entry: ServiceEntry): ServiceSummary {
+  return {
+    ...entry.name,
+    ephemeral: entry.kind() ?? true,
+    protectThreshold: entry.meta?.protectThreshold ?? 0,
+    metadata: entry.meta?.metadata ?? {},
+    instanceCount: entry.instanceCount(),
+    healthyInstanceCount: entry.healthyCount(),
+  }
+}

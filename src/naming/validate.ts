@@ -1,0 +1,203 @@
+// Input rules for the naming API. Each parser takes the request's fields (JSON body, decoded
+// protobuf, or query string) and returns typed, defaulted values, or throws a GraceError.
+
+import { isIP } from 'node:net'
+import { fail } from '../core/errors.js'
+import { LIMITS } from '../core/limits.js'
+import { type Fields, bool, name, optionalBool, queryBool, stringMap } from '../core/validate.js'
+import {
+  BEAT_METADATA,
+  DEFAULT_CLUSTER,
+  DEFAULT_GROUP,
+  DEFAULT_NAMESPACE,
+  type Instance,
+  type ServiceMeta,
+  type ServiceName,
+} from './model.js'
+
+/** '@@' joins group and service in Nacos names ("GROUP@@service"), so neither may hold it. */
+const NACOS_JOINER = ['@@']
+/** Queries list clusters comma-separated. */
+const CLUSTER_FORBIDDEN = [',']
+/** Per-instance beat overrides: at least 100 ms, at most a day. */
+const MAX_BEAT_OVERRIDE_MS = 24 * 3600 * 1000
+
+export function parseNamespace(value: unknown): string {
+  return name(value, 'namespace', DEFAULT_NAMESPACE)
+}
+
+export function parseGroup(value: unknown): string {
+  return name(value, 'group', DEFAULT_GROUP, NACOS_JOINER)
+}
+
+export function parseServiceName(f: Fields): ServiceName {
+  return {
+    namespace: parseNamespace(f.namespace),
+    group: parseGroup(f.group),
+    service: name(f.service, 'service', undefined, NACOS_JOINER),
+  }
+}
+
+export function parseCluster(value: unknown): string {
+  return name(value, 'cluster', DEFAULT_CLUSTER, CLUSTER_FORBIDDEN)
+}
+
+export function parseIp(value: unknown): string {
+  if (value === undefined || value === null || value === '') fail('INVALID_IP', 'ip is required')
+  if (typeof value !== 'string' || isIP(value) === 0) fail('INVALID_IP', `ip ${JSON.stringify(value)} is not an IPv4 or IPv6 address`)
+  return value
+}
+
+/** A port from JSON (a number) or a query string (digits). */
+export function parsePort(value: unknown): number {
+  if (value === undefined || value === null || value === '') fail('INVALID_PORT', 'port is required')
+  const n = typeof value === 'string' && /^\d{1,5}$/.test(value) ? Number(value) : value
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) {
+    fail('INVALID_PORT', `port ${JSON.stringify(value)} is not an integer in 1..65535`)
+  }
+  return n
+}
+
+export function parseWeight(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > LIMITS.maxWeight) {
+    fail('INVALID_WEIGHT', `weight ${JSON.stringify(value)} is not a number in 0..${LIMITS.maxWeight}`)
+  }
+  return value
+}
+
+export function parseMetadata(value: unknown): Record<string, string> {
+  const metadata = stringMap(value, 'metadata', LIMITS.maxMetadataBytes)
+  for (const key of Object.values(BEAT_METADATA)) {
+    const v = metadata[key]
+    if (v === undefined) continue
+    if (!/^\d{1,9}$/.test(v) || Number(v) < 100 || Number(v) > MAX_BEAT_OVERRIDE_MS) {
+      fail('INVALID_METADATA', `metadata ${key} must be milliseconds in 100..${MAX_BEAT_OVERRIDE_MS}`)
+    }
+  }
+  return metadata
+}
+
+/** POST /v1/ns/instances. A persistent instance has no client; its clientId is ignored. */
+export function parseInstance(f: Fields): Instance {
+  const ephemeral = bool(f.ephemeral, 'ephemeral', true)
+  const ip = parseIp(f.ip)
+  const port = parsePort(f.port)
+  return {
+    ...parseServiceName(f),
+    cluster: parseCluster(f.cluster),
+    ip,
+    port,
+    weight: parseWeight(f.weight) ?? 1,
+    enabled: bool(f.enabled, 'enabled', true),
+    healthy: bool(f.healthy, 'healthy', true),
+    ephemeral,
+    metadata: parseMetadata(f.metadata),
+    clientId: ephemeral ? name(f.clientId, 'clientId', `${ip}:${port}`) : '',
+  }
+}
+
+export interface InstanceRef extends ServiceName {
+  readonly cluster: string
+  readonly ip: string
+  readonly port: number
+}
+
+/** DELETE /v1/ns/instances: names one instance. */
+export function parseInstanceRef(f: Fields): InstanceRef {
+  return { ...parseServiceName(f), cluster: parseCluster(f.cluster), ip: parseIp(f.ip), port: parsePort(f.port) }
+}
+
+export interface InstancePatch {
+  readonly weight?: number
+  readonly enabled?: boolean
+  readonly metadata?: Record<string, string>
+}
+
+/** PATCH /v1/ns/instances: absent fields stay as they are; metadata, when given, replaces. */
+export function parseInstancePatch(f: Fields): { ref: InstanceRef; patch: InstancePatch } {
+  const ref = parseInstanceRef(f)
+  const patch: { weight?: number; enabled?: boolean; metadata?: Record<string, string> } = {}
+  const weight = parseWeight(f.weight)
+  if (weight !== undefined) patch.weight = weight
+  const enabled = optionalBool(f.enabled, 'enabled')
+  if (enabled !== undefined) patch.enabled = enabled
+  if (f.metadata !== undefined && f.metadata !== null) patch.metadata = parseMetadata(f.metadata)
+  if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give weight, enabled or metadata')
+  return { ref, patch }
+}
+
+/** PUT /v1/ns/instances/beat: a clientId, an instance, or both. */
+export interface BeatRequest {
+  readonly clientId?: string
+  readonly instance?: InstanceRef
+}
+
+export function parseBeat(f: Fields): BeatRequest {
+  const hasInstance = f.service !== undefined && f.service !== ''
+  const hasClient = f.clientId !== undefined && f.clientId !== ''
+  if (!hasInstance && !hasClient) fail('INVALID_ARGUMENT', 'a beat names a clientId, or a service with ip and port')
+  return {
+    ...(hasClient ? { clientId: name(f.clientId, 'clientId') } : {}),
+    ...(hasInstance ? { instance: parseInstanceRef(f) } : {}),
+  }
+}
+
+export interface InstanceQuery extends ServiceName {
+  /** Empty: every cluster. */
+  readonly clusters: readonly string[]
+  readonly healthyOnly: boolean
+  readonly includeDisabled: boolean
+}
+
+/** GET /v1/ns/instances. */
+export function parseInstanceQuery(q: Fields): InstanceQuery {
+  let clusters: string[] = []
+  if (q.clusters !== undefined && q.clusters !== '') {
+    if (typeof q.clusters !== 'string') fail('INVALID_ARGUMENT', 'clusters must be a comma-separated list')
+    clusters = [...new Set(q.clusters.split(',').map((c) => parseCluster(c.trim())))].sort()
+    if (clusters.length > LIMITS.maxClusterFilter) fail('INVALID_ARGUMENT', `at most ${LIMITS.maxClusterFilter} clusters`)
+  }
+  return {
+    ...parseServiceName(q),
+    clusters,
+    healthyOnly: queryBool(q.healthyOnly, 'healthyOnly', false),
+    includeDisabled: queryBool(q.includeDisabled, 'includeDisabled', false),
+  }
+}
+
+export function parseProtectThreshold(value: unknown): number | undefined {
+  if (value === undefined || value === null) return undefined
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > 1) {
+    fail('INVALID_ARGUMENT', 'protectThreshold must be a number in 0..1')
+  }
+  return value
+}
+
+/** POST /v1/ns/services. A new service is ephemeral unless it says otherwise, as instances are. */
+export function parseServiceCreate(f: Fields): ServiceMeta {
+  return {
+    ...parseServiceName(f),
+    ephemeral: bool(f.ephemeral, 'ephemeral', true),
+    protectThreshold: parseProtectThreshold(f.protectThreshold) ?? 0,
+    metadata: stringMap(f.metadata, 'metadata', LIMITS.maxMetadataBytes),
+  }
+}
+
+export interface ServicePatch {
+  readonly ephemeral?: boolean
+  readonly protectThreshold?: number
+  readonly metadata?: Record<string, string>
+}
+
+/** PATCH /v1/ns/services: absent fields stay as they are; metadata, when given, replaces. */
+export function parseServicePatch(f: Fields): { name: ServiceName; patch: ServicePatch } {
+  const patch: { ephemeral?: boolean; protectThreshold?: number; metadata?: Record<string, string> } = {}
+  const ephemeral = optionalBool(f.ephemeral, 'ephemeral')
+  if (ephemeral !== undefined) patch.ephemeral = ephemeral
+  const threshold = parseProtectThreshold(f.protectThreshold)
+  if (threshold !== undefined) patch.protectThreshold = threshold
+  if (f.metadata !== undefined && f.metadata !== null) patch.metadata = stringMap(f.metadata, 'metadata', LIMITS.maxMetadataBytes)
+  if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give ephemeral, protectThreshold or metadata')
+  return { name: parseServiceName(f), patch }
+}

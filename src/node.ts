@@ -1,0 +1,63 @@
+// Builds one Grace node from its injected parts: storage, clock and logger come in, the
+// services and the HTTP app come out. main.ts passes the real ones; tests pass a temporary
+// LevelDB and a ManualClock.
+
+import type { FastifyInstance } from 'fastify'
+import type { Logger as PinoLogger } from 'pino'
+import { MemoryEphemeralStore } from './ap/node/memory-store.js'
+import type { Clock } from './core/clock.js'
+import { type Logger, silentLogger } from './core/logger.js'
+import { ConsistencyProxy } from './consistency/proxy.js'
+import { CompositeStateMachine } from './consistency/state-machine.js'
+import { DurableLog } from './cp/node/durable-log.js'
+import { buildApp } from './http/app.js'
+import { ClientLeases } from './naming/leases.js'
+import { NamingService } from './naming/service.js'
+import { NamingStateMachine } from './naming/state-machine.js'
+import { NamingView } from './naming/view.js'
+import type { Database } from './storage/db.js'
+
+export interface GraceNodeOptions {
+  db: Database
+  clock: Clock
+  /** pino logger: request lines and errors. Omitted: silent. */
+  logger?: PinoLogger
+}
+
+export interface GraceNode {
+  readonly app: FastifyInstance
+  readonly naming: NamingService
+  readonly log: DurableLog
+  /** Stops taking requests, finishes those in flight, then stops the services. Leaves db open. */
+  close(): Promise<void>
+}
+
+export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode> {
+  const logger: Logger = opts.logger ?? silentLogger
+  const view = new NamingView(opts.clock.now() * 1000)
+  const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view) })
+  const log = await DurableLog.open({ db: opts.db, stateMachine, clock: opts.clock, logger })
+  const ephemeral = new MemoryEphemeralStore()
+  const proxy = new ConsistencyProxy(log, ephemeral)
+  const leases = new ClientLeases(ephemeral, opts.clock)
+  // Ephemeral instances reach the view through the AP store, whoever wrote them.
+  ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+  const naming = new NamingService(proxy, view, leases, opts.clock)
+
+  let closing = false
+  const app = buildApp({ naming, isReady: () => !closing, ...(opts.logger ? { logger: opts.logger } : {}) })
+  await app.ready()
+  leases.start()
+
+  return {
+    app,
+    naming,
+    log,
+    async close() {
+      closing = true
+      await app.close()
+      leases.stop()
+      await log.close()
+    },
+  }
+}
