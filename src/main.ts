@@ -65,8 +65,8 @@ export async function main(argv: string[]): Promise<void> {
   mkdirSync(settings.dataDir, { recursive: true })
   const db = await openDatabase(settings.dataDir)
   const node = await createGraceNode({ db, clock: new SystemClock(), logger })
-  await node.app.listen({ host: settings.host, port: settings.port })
-  logger.info({ host: settings.host, port: settings.port, dataDir: settings.dataDir }, 'grace is ready')
+  const address = await node.app.listen({ host: settings.host, port: settings.port })
+  logger.info({ address, dataDir: settings.dataDir }, 'grace is ready')
 
   let stopping = false
   const stop = async (signal: string) => {

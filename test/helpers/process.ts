@@ -1,0 +1,56 @@
+// Runs the real server (bin/grace.js) as a child process on a free port, for tests that need
+// real sockets, signals and crashes.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+
+const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'grace.js')
+
+export interface ServerProcess {
+  readonly child: ChildProcess
+  readonly url: string
+  /** Every log line the server printed, parsed. */
+  readonly logs: Record<string, unknown>[]
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  readonly exited: Promise<number | string>
+}
+
+export async function startServer(dataDir: string, extraArgs: string[] = []): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [BIN, '--host', '127.0.0.1', '--port', '0', '--data-dir', dataDir, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const logs: Record<string, unknown>[] = []
+  let stderr = ''
+  child.stderr!.on('data', (d) => (stderr += d))
+  // 'close', not 'exit': by then every line the server wrote has been read.
+  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)))
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 15 s: ${stderr}`)), 15_000)
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: Record<string, unknown>
+      try {
+        entry = JSON.parse(line)
+      } catch {
+        return
+      }
+      logs.push(entry)
+      if (entry.msg === 'grace is ready') {
+        clearTimeout(timer)
+        resolve(String(entry.address))
+      }
+    })
+    void exited.then((code) => reject(new Error(`server exited (${code}) before it was ready: ${stderr}`)))
+  })
+  return { child, url, logs, exited }
+}
+
+/** fetch with a JSON body; answers the status and the parsed JSON body. */
+export async function request(url: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(url, {
+    method,
+    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+  })
+  const text = await res.text()
+  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) }
+}
