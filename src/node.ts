@@ -7,6 +7,8 @@ import type { Logger as PinoLogger } from 'pino'
 import { MemoryEphemeralStore } from './ap/node/memory-store.js'
 import type { Clock } from './core/clock.js'
 import { type Logger, silentLogger } from './core/logger.js'
+import { ConfigService } from './config/service.js'
+import { ConfigStateMachine } from './config/state-machine.js'
 import { ConsistencyProxy } from './consistency/proxy.js'
 import { CompositeStateMachine } from './consistency/state-machine.js'
 import { DurableLog } from './cp/node/durable-log.js'
@@ -27,6 +29,7 @@ export interface GraceNodeOptions {
 export interface GraceNode {
   readonly app: FastifyInstance
   readonly naming: NamingService
+  readonly config: ConfigService
   readonly log: DurableLog
   /** Stops taking requests, finishes those in flight, then stops the services. Leaves db open. */
   close(): Promise<void>
@@ -35,8 +38,10 @@ export interface GraceNode {
 export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode> {
   const logger: Logger = opts.logger ?? silentLogger
   const view = new NamingView(opts.clock.now() * 1000)
-  const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view) })
+  const configState = new ConfigStateMachine({ db: opts.db, logger })
+  const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view), config: configState })
   const log = await DurableLog.open({ db: opts.db, stateMachine, clock: opts.clock, logger })
+  const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
   const ephemeral = new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)
   const leases = new ClientLeases(ephemeral, opts.clock)
@@ -45,19 +50,21 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const naming = new NamingService(proxy, view, leases, opts.clock)
 
   let closing = false
-  const app = buildApp({ naming, isReady: () => !closing, ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({ naming, config, isReady: () => !closing, ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
   leases.start()
 
   return {
     app,
     naming,
+    config,
     log,
     async close() {
       closing = true
       await app.close()
       leases.stop()
       await log.close()
+      config.close()
     },
   }
 }

@@ -6,11 +6,14 @@ import type { Logger as PinoLogger } from 'pino'
 import { ERROR_CODES, type ErrorCode, GraceError, isGraceError } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
 import { grace } from '../gen/proto.js'
-import { PROTOBUF_TYPE, send } from './codec.js'
+import type { ConfigService } from '../config/service.js'
+import { PROTOBUF_TYPE, send, wantsProtobuf } from './codec.js'
+import { registerConfigRoutes } from './routes/config.js'
 import { type HealthDeps, registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
 
 export interface AppDeps extends HealthDeps, NamingRouteDeps {
+  config: ConfigService
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
 }
@@ -35,6 +38,26 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
   )
 
+  // An Accept header we cannot answer is refused before anything runs: found only when the
+  // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
+  app.addHook('onRequest', (request, _reply, done) => {
+    wantsProtobuf(request)
+    done()
+  })
+
+  // On shutdown: held long-polls are answered at once, and every answer from then on closes its
+  // connection, so that close() need not wait out keep-alive timeouts of busy connections.
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    deps.config.releaseAll()
+    done()
+  })
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close')
+    done(null, payload)
+  })
+
   if (deps.logger) {
     app.addHook('onResponse', (request, reply, done) => {
       // The route pattern, not the URL: query strings may carry names or, later, tokens.
@@ -48,6 +71,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   registerHealthRoutes(app, deps)
   registerNamingRoutes(app, deps)
+  registerConfigRoutes(app, deps.config)
   return app
 }
 

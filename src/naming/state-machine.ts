@@ -5,7 +5,7 @@
 import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
 import type { LogEntry, StateMachine } from '../cp/log.js'
-import { type BatchOp, type Database, PREFIX, prefixEnd } from '../storage/db.js'
+import { type BatchOp, type Database, PREFIX, prefixRange } from '../storage/db.js'
 import { type Instance, type ServiceMeta, type ServiceName, instanceId, instanceIdOf, kindName, serviceKey } from './model.js'
 import type { InstancePatch, InstanceRef, ServicePatch } from './validate.js'
 import type { NamingView } from './view.js'
@@ -60,12 +60,12 @@ export class NamingStateMachine implements StateMachine {
   ) {}
 
   async load(): Promise<void> {
-    for await (const value of this.db.values({ gte: PREFIX.namingService, lt: prefixEnd(PREFIX.namingService) })) {
+    for await (const value of this.db.values(prefixRange(PREFIX.namingService))) {
       const meta = JSON.parse(value) as ServiceMeta
       this.view.setMeta(meta, meta)
       this.cpServices.add(serviceKey(meta))
     }
-    for await (const value of this.db.values({ gte: PREFIX.namingInstance, lt: prefixEnd(PREFIX.namingInstance) })) {
+    for await (const value of this.db.values(prefixRange(PREFIX.namingInstance))) {
       const instance = JSON.parse(value) as Instance
       this.view.putInstance(instance)
       this.cpServices.add(serviceKey(instance))

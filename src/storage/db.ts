@@ -29,7 +29,13 @@ export function indexKey(n: number): string {
   return n.toString().padStart(16, '0')
 }
 
-/** The upper bound for a range over every key that starts with prefix. */
-export function prefixEnd(prefix: string): string {
-  return prefix + '\uffff'
+/**
+ * A range over every key that starts with prefix. The bound bumps the prefix's last character
+ * rather than appending U+FFFF: names may hold code points above U+FFFF, whose UTF-8 bytes sort
+ * after U+FFFF's, and keys holding them would fall outside such a range.
+ */
+export function prefixRange(prefix: string): { gte: string; lt: string } {
+  const last = prefix.charCodeAt(prefix.length - 1)
+  if (prefix.length === 0 || last >= 0xd7ff) throw new Error('a key prefix must end in a plain BMP character')
+  return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(last + 1) }
 }

@@ -9,7 +9,7 @@ import { assert } from '../../core/assert.js'
 import type { Clock } from '../../core/clock.js'
 import { LIMITS } from '../../core/limits.js'
 import type { Logger } from '../../core/logger.js'
-import { type BatchOp, type Database, PREFIX, indexKey, prefixEnd } from '../../storage/db.js'
+import { type BatchOp, type Database, PREFIX, indexKey, prefixRange } from '../../storage/db.js'
 import type { CpCommand, CpStatus, LogEntry, ReplicatedLog, StateMachine } from '../log.js'
 
 const APPLIED_KEY = PREFIX.cpMeta + 'applied'
@@ -75,7 +75,7 @@ export class DurableLog implements ReplicatedLog {
     this.lastIndex = this.appliedIndex
     const ops: BatchOp[] = []
     let replayed = 0
-    for await (const [key, value] of this.db.iterator({ gt: PREFIX.cpLog + indexKey(this.appliedIndex), lt: prefixEnd(PREFIX.cpLog) })) {
+    for await (const [key, value] of this.db.iterator({ gt: PREFIX.cpLog + indexKey(this.appliedIndex), lt: prefixRange(PREFIX.cpLog).lt })) {
       const entry = JSON.parse(value) as LogEntry
       assert(entry.index === this.lastIndex + 1, `log gap at ${key}: expected ${this.lastIndex + 1}, found ${entry.index}`)
       this.applyOne(entry, ops)
