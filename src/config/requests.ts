@@ -4,7 +4,7 @@
 
 import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
-import { type Fields, asFields, integer, name, shortText } from '../core/validate.js'
+import { type Fields, LONE_SURROGATE, asFields, integer, name, shortText } from '../core/validate.js'
 import { ABSENT_MD5, type ConfigKey, DEFAULT_CONFIG_TYPE, DEFAULT_GROUP, DEFAULT_NAMESPACE } from './model.js'
 
 export interface PublishRequest extends ConfigKey {
@@ -28,25 +28,15 @@ export interface ListenRequest {
   readonly timeoutMs: number
 }
 
-// With the u flag a well-formed surrogate pair is one code point, so only lone halves match.
-// A lone surrogate has no UTF-8 form: two different names would share one LevelDB key, and the
-// md5 of the content would not be of what the client sent.
-const LONE_SURROGATE = /\p{Cs}/u
 const MD5_HEX = /^[0-9a-fA-F]{32}$/
-
-function configName(value: unknown, field: string, fallback?: string, forbidden: readonly string[] = []): string {
-  const checked = name(value, field, fallback, forbidden)
-  if (LONE_SURROGATE.test(checked)) fail('INVALID_NAME', `${field} has an unpaired UTF-16 surrogate`)
-  return checked
-}
 
 /** The config a request names. `at` prefixes field names in errors (items[3].dataId). */
 export function parseKey(fields: Fields, at = ''): ConfigKey {
   return {
-    namespace: configName(fields.namespace, `${at}namespace`, DEFAULT_NAMESPACE),
+    namespace: name(fields.namespace, `${at}namespace`, DEFAULT_NAMESPACE),
     // '@@' joins group and name in Nacos's wire formats, so a group holding it would be ambiguous.
-    group: configName(fields.group, `${at}group`, DEFAULT_GROUP, ['@@']),
-    dataId: configName(fields.dataId, `${at}dataId`),
+    group: name(fields.group, `${at}group`, DEFAULT_GROUP, ['@@']),
+    dataId: name(fields.dataId, `${at}dataId`),
   }
 }
 
@@ -59,6 +49,7 @@ export function parseContent(value: unknown): string {
   if (bytes > LIMITS.maxConfigContentBytes) {
     fail('CONTENT_TOO_LARGE', `content is ${bytes} bytes, over the limit of ${LIMITS.maxConfigContentBytes}`)
   }
+  // The md5 must be of the bytes the client sent, and a lone surrogate has no UTF-8 form.
   if (LONE_SURROGATE.test(value)) fail('INVALID_ARGUMENT', 'content has an unpaired UTF-16 surrogate')
   return value
 }

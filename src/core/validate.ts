@@ -15,6 +15,11 @@ export function asFields(body: unknown, what = 'body'): Fields {
 }
 
 const CONTROL = /[\u0000-\u001f\u007f]/
+/**
+ * With the u flag a well-formed surrogate pair is one code point, so only lone halves match. A
+ * lone surrogate has no UTF-8 form: two different strings would store as the same bytes.
+ */
+export const LONE_SURROGATE = /\p{Cs}/u
 
 /**
  * A name: namespace, group, service, cluster, dataId, clientId. Non-empty, at most 512 UTF-8
@@ -30,6 +35,7 @@ export function name(value: unknown, field: string, fallback?: string, extraForb
   if (value.trim() === '') fail('INVALID_NAME', `${field} must not be blank`)
   if (Buffer.byteLength(value, 'utf8') > LIMITS.maxNameBytes) fail('INVALID_NAME', `${field} is over ${LIMITS.maxNameBytes} bytes`)
   if (CONTROL.test(value)) fail('INVALID_NAME', `${field} has a control character`)
+  if (LONE_SURROGATE.test(value)) fail('INVALID_NAME', `${field} has an unpaired UTF-16 surrogate`)
   for (const bad of extraForbidden) {
     if (value.includes(bad)) fail('INVALID_NAME', `${field} must not contain '${bad}'`)
   }
@@ -72,7 +78,7 @@ export function shortText(value: unknown, field: string, maxBytes: number, fallb
   if (value === undefined || value === null || value === '') return fallback
   if (typeof value !== 'string') fail('INVALID_ARGUMENT', `${field} must be a string`)
   if (Buffer.byteLength(value, 'utf8') > maxBytes) fail('INVALID_ARGUMENT', `${field} is over ${maxBytes} bytes`)
-  if (CONTROL.test(value)) fail('INVALID_ARGUMENT', `${field} has a control character`)
+  if (CONTROL.test(value) || LONE_SURROGATE.test(value)) fail('INVALID_ARGUMENT', `${field} has a control character or an unpaired surrogate`)
   return value
 }
 
@@ -85,6 +91,7 @@ export function stringMap(value: unknown, field: string, maxBytes: number): Reco
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== 'string') fail('INVALID_METADATA', `${field}.${k} must be a string`)
     if (k === '') fail('INVALID_METADATA', `${field} has an empty key`)
+    if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) fail('INVALID_METADATA', `${field}.${k} has an unpaired UTF-16 surrogate`)
     bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
     if (bytes > maxBytes) fail('INVALID_METADATA', `${field} is over ${maxBytes} bytes`)
     out[k] = v

@@ -48,6 +48,8 @@ t.test('persistent instances are written through the CP log and survive a restar
       t.equal(res.statusCode, 200, res.body)
     }
     await n.call('POST', '/v1/ns/instances', { service: 'eph', ip: '10.0.0.9', port: 1 })
+    // Names beyond U+FFFF sort after the BMP in UTF-8; they must be inside the key range loaded.
+    await n.call('POST', '/v1/ns/instances', { service: 'rocket-\u{1F680}', ip: '10.0.0.7', port: 7, ephemeral: false })
     const before = await list(n, 'service=pay')
     n.clock.advance(1000) // a restart takes time; revisions restart from the clock
     const restarted = await n.reopen()
@@ -57,6 +59,7 @@ t.test('persistent instances are written through the CP log and survive a restar
     t.equal(after.checksum, before.checksum)
     t.ok(after.revision > before.revision, 'revisions keep growing across restarts')
     t.same((await list(restarted, 'service=eph')).instances, [], 'ephemeral instances are not persisted')
+    t.equal((await list(restarted, `service=${encodeURIComponent('rocket-\u{1F680}')}`)).instances.length, 1)
   }),
 )
 
@@ -210,6 +213,8 @@ const BAD_REGISTRATIONS: [string, Record<string, unknown>, number, string][] = [
   ['service over 512 bytes', { service: long, ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['multi-byte name over 512 bytes', { service: 'é'.repeat(257), ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['control character', { service: 'a\nb', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
+  ['unpaired surrogate', { service: 'a\ud800b', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
+  ['clientId with a control character', { service: 's', ip: '10.0.0.1', port: 1, clientId: 'c\u0000' }, 400, 'INVALID_NAME'],
   ['cluster with a comma', { service: 's', cluster: 'a,b', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['service with @@', { service: 'g@@s', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['number as name', { service: 12, ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
@@ -227,6 +232,7 @@ const BAD_REGISTRATIONS: [string, Record<string, unknown>, number, string][] = [
   ['weight as string', { service: 's', ip: '10.0.0.1', port: 1, weight: 'NaN' }, 400, 'INVALID_WEIGHT'],
   ['metadata not a map', { service: 's', ip: '10.0.0.1', port: 1, metadata: ['a'] }, 400, 'INVALID_METADATA'],
   ['metadata with a number', { service: 's', ip: '10.0.0.1', port: 1, metadata: { a: 1 } }, 400, 'INVALID_METADATA'],
+  ['metadata with an unpaired surrogate', { service: 's', ip: '10.0.0.1', port: 1, metadata: { a: '\udc00' } }, 400, 'INVALID_METADATA'],
   ['metadata over 16 KiB', { service: 's', ip: '10.0.0.1', port: 1, metadata: { a: 'x'.repeat(16 * 1024) } }, 400, 'INVALID_METADATA'],
   ['enabled as string', { service: 's', ip: '10.0.0.1', port: 1, enabled: 'yes' }, 400, 'INVALID_ARGUMENT'],
 ]
