@@ -12,8 +12,7 @@ import { LIMITS } from '../../src/core/limits.js'
 import type { ConfigService } from '../../src/config/service.js'
 import { grace } from '../../src/gen/proto.js'
 import { buildApp } from '../../src/http/app.js'
-import { registerConfigRoutes } from '../../src/http/routes/config.js'
-import { type ConfigStore, type Teardown, openConfigStore, settle, tempDb } from '../fixtures/config-store.js'
+import { type ConfigStore, type Teardown, openConfigStore, settle, tempDb } from '../helpers/config-store.js'
 
 const PB = 'application/x-protobuf'
 const md5 = (s: string): string => createHash('md5').update(s, 'utf8').digest('hex')
@@ -24,15 +23,9 @@ interface Harness extends ConfigStore {
   readonly app: FastifyInstance
 }
 
-/**
- * The app with the config routes, not yet ready. Naming is never called here. The config routes
- * are added unless buildApp already has them (it will once it takes a `config` dependency), so
- * this keeps working across that change.
- */
+/** The app with the config routes, not yet ready. Naming is never called here. */
 function configApp(service: ConfigService): FastifyInstance {
-  const app = buildApp({ naming: {} as never, config: service, isReady: () => true } as Parameters<typeof buildApp>[0])
-  if (!app.hasRoute({ method: 'GET', url: '/v1/cs/configs' })) registerConfigRoutes(app, service)
-  return app
+  return buildApp({ naming: {} as never, config: service, isReady: () => true })
 }
 
 /** A fresh store on a temporary LevelDB behind a ready app. */

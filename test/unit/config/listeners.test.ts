@@ -7,7 +7,7 @@ import { ManualClock } from '../../../src/core/clock.js'
 import { LIMITS } from '../../../src/core/limits.js'
 import { ListenerRegistry } from '../../../src/config/listeners.js'
 import type { ConfigKey } from '../../../src/config/model.js'
-import { openConfigStore, rejectsGrace, settle, tempDb, throwsGrace } from '../../fixtures/config-store.js'
+import { openConfigStore, rejectsGrace, settle, tempDb, throwsGrace } from '../../helpers/config-store.js'
 
 const md5 = (s: string): string => createHash('md5').update(s, 'utf8').digest('hex')
 const A: ConfigKey = { namespace: 'public', group: 'DEFAULT_GROUP', dataId: 'a' }

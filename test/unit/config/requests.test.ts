@@ -3,7 +3,7 @@
 import t from 'tap'
 import { LIMITS } from '../../../src/core/limits.js'
 import { parseKey, parseListen, parseMd5, parsePublish, parseRemove } from '../../../src/config/requests.js'
-import { throwsGrace } from '../../fixtures/config-store.js'
+import { throwsGrace } from '../../helpers/config-store.js'
 
 const HEX = '0123456789abcdef0123456789abcdef'
 

@@ -11,7 +11,7 @@ import { type Config, type ConfigKey, configKeyString } from '../../../src/confi
 import { parsePublish, parseRemove } from '../../../src/config/requests.js'
 import { ConfigStateMachine } from '../../../src/config/state-machine.js'
 import { type BatchOp, PREFIX } from '../../../src/storage/db.js'
-import { type Teardown, openConfigStore, tempDb, throwsGrace } from '../../fixtures/config-store.js'
+import { type Teardown, openConfigStore, tempDb, throwsGrace } from '../../helpers/config-store.js'
 
 const T0 = 1_700_000_000_000
 const md5 = (s: string): string => createHash('md5').update(s, 'utf8').digest('hex')
