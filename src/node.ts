@@ -49,8 +49,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
   const naming = new NamingService(proxy, view, leases, opts.clock)
 
-  let closing = false
-  const app = buildApp({ naming, config, isReady: () => !closing, ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({ naming, config, ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
   leases.start()
 
@@ -60,7 +59,6 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     config,
     log,
     async close() {
-      closing = true
       await app.close()
       leases.stop()
       await log.close()

@@ -32,7 +32,8 @@ export function name(value: unknown, field: string, fallback?: string, extraForb
     fail('INVALID_NAME', `${field} is required`)
   }
   if (typeof value !== 'string') fail('INVALID_NAME', `${field} must be a string`)
-  if (value.trim() === '') fail('INVALID_NAME', `${field} must not be blank`)
+  // ' west' and 'west' would be two names that look the same; neither end may be white space.
+  if (value.trim() !== value) fail('INVALID_NAME', `${field} must not start or end with white space`)
   if (Buffer.byteLength(value, 'utf8') > LIMITS.maxNameBytes) fail('INVALID_NAME', `${field} is over ${LIMITS.maxNameBytes} bytes`)
   if (CONTROL.test(value)) fail('INVALID_NAME', `${field} has a control character`)
   if (LONE_SURROGATE.test(value)) fail('INVALID_NAME', `${field} has an unpaired UTF-16 surrogate`)

@@ -9,10 +9,10 @@ import { grace } from '../gen/proto.js'
 import type { ConfigService } from '../config/service.js'
 import { PROTOBUF_TYPE, send, wantsProtobuf } from './codec.js'
 import { registerConfigRoutes } from './routes/config.js'
-import { type HealthDeps, registerHealthRoutes } from './routes/health.js'
+import { registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
 
-export interface AppDeps extends HealthDeps, NamingRouteDeps {
+export interface AppDeps extends NamingRouteDeps {
   config: ConfigService
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
@@ -24,13 +24,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // One line per request (the onResponse hook below) instead of fastify's two.
     disableRequestLogging: true,
     bodyLimit: LIMITS.maxNamingBodyBytes,
-    return503OnClosing: true,
+    // Requests that arrive while closing get our UNAVAILABLE error (below), not fastify's body.
+    return503OnClosing: false,
     // Keep-alive connections that are idle are closed at once on shutdown; busy ones finish.
     forceCloseConnections: 'idle',
   }) as unknown as FastifyInstance
 
-  // JSON (fastify's parser, which rejects __proto__ poisoning) and protobuf; nothing else.
-  app.removeContentTypeParser(['text/plain'])
+  // JSON (fastify's parser, which rejects __proto__ poisoning) and protobuf; nothing else. An
+  // empty JSON body counts as no body, so DELETE and beat fall back to the query string.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser(['text/plain', 'application/json'])
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') done(null, undefined)
+    else parseJson(request, body as string, done)
+  })
   app.addContentTypeParser(PROTOBUF_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
 
   app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request)))
@@ -38,16 +45,16 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
   )
 
-  // An Accept header we cannot answer is refused before anything runs: found only when the
-  // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
-  app.addHook('onRequest', (request, _reply, done) => {
-    wantsProtobuf(request)
-    done()
-  })
-
-  // On shutdown: held long-polls are answered at once, and every answer from then on closes its
-  // connection, so that close() need not wait out keep-alive timeouts of busy connections.
+  // On shutdown: held long-polls are answered at once, new requests get UNAVAILABLE (readyz
+  // says NOT_READY), and every answer closes its connection, so that close() need not wait out
+  // the keep-alive timeouts of busy connections.
   let closing = false
+  app.addHook('onRequest', async (request) => {
+    // An Accept header we cannot answer is refused before anything runs: found only when the
+    // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
+    wantsProtobuf(request)
+    if (closing && request.url !== '/readyz' && request.url !== '/healthz') throw new GraceError('UNAVAILABLE', 'the server is shutting down')
+  })
   app.addHook('preClose', (done) => {
     closing = true
     deps.config.releaseAll()
@@ -69,7 +76,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     })
   }
 
-  registerHealthRoutes(app, deps)
+  registerHealthRoutes(app, { isReady: () => !closing })
   registerNamingRoutes(app, deps)
   registerConfigRoutes(app, deps.config)
   return app

@@ -17,10 +17,11 @@ function override(instance: Instance, key: keyof typeof BEAT_METADATA): number {
   return Number.isFinite(ms) && ms > 0 ? ms : BEAT_DEFAULTS[key]
 }
 
+/** The interval a client should beat at: the shortest any of its instances asks for. */
 export function beatIntervalOf(instances: readonly Instance[]): number {
-  let interval: number = BEAT_DEFAULTS.intervalMs
+  let interval = Infinity
   for (const i of instances) interval = Math.min(interval, override(i, 'intervalMs'))
-  return interval
+  return interval === Infinity ? BEAT_DEFAULTS.intervalMs : interval
 }
 
 export class ClientLeases {

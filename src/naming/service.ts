@@ -49,8 +49,9 @@ export class NamingService {
       this.changeClient(ephemeral.clientId, (instances) => instances.filter((i) => !sameInstance(i, ref)))
       return { deleted: true }
     }
-    // An ephemeral service has nothing in the CP log to remove.
-    if (entry?.kind() === true) return { deleted: false }
+    // Nothing to remove is answered here, without a log entry. Applied state has every
+    // acknowledged write, so a delete sent after a registration was answered does find it.
+    if (!(await this.hasPersistent(ref, id))) return { deleted: false }
     return (await this.durable({ type: 'naming.instance.remove', ref })) as { deleted: boolean }
   }
 
@@ -58,10 +59,13 @@ export class NamingService {
     const entry = this.view.get(ref)
     const ephemeral = entry?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))
     if (ephemeral) {
+      if (patch.healthy !== undefined) fail('INVALID_ARGUMENT', 'the health of an ephemeral instance follows its heartbeats; it cannot be set')
       this.changeClient(ephemeral.clientId, (instances) => instances.map((i) => (sameInstance(i, ref) ? { ...i, ...patch } : i)))
       return
     }
-    if (entry?.kind() === true) fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    if (!(await this.hasPersistent(ref, instanceId(ref.cluster, ref.ip, ref.port)))) {
+      fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    }
     await this.durable({ type: 'naming.instance.update', ref, patch })
   }
 
@@ -71,7 +75,9 @@ export class NamingService {
     const ref = request.instance
     if (ref) {
       const known = this.view.get(ref)?.find(instanceId(ref.cluster, ref.ip, ref.port))
-      if (known && !known.ephemeral) fail('NOT_EPHEMERAL', `instance ${ref.ip}:${ref.port} is persistent; the server checks its health`)
+      if (known && !known.ephemeral) {
+        fail('NOT_EPHEMERAL', `instance ${ref.ip}:${ref.port} is persistent: it has no heartbeat; set its health with PATCH /v1/ns/instances`)
+      }
       clientId ??= known?.clientId ?? `${ref.ip}:${ref.port}`
     }
     const record = this.proxy.readEphemeral(clientId!)
@@ -95,6 +101,8 @@ export class NamingService {
   }
 
   async updateService(name: ServiceName, patch: ServicePatch): Promise<void> {
+    await this.proxy.durableReadBarrier()
+    if (!this.view.get(name)) fail('SERVICE_NOT_FOUND', `service ${name.service} does not exist`)
     const ephemeralInstances = (this.view.get(name)?.ephemeral.size ?? 0) > 0
     if (patch.ephemeral === false && ephemeralInstances) {
       fail('SERVICE_KIND_CONFLICT', `service ${name.service} has ephemeral instances; its kind cannot change`)
@@ -103,7 +111,10 @@ export class NamingService {
   }
 
   async removeService(name: ServiceName): Promise<{ deleted: boolean }> {
-    if ((this.view.get(name)?.ephemeral.size ?? 0) > 0) fail('SERVICE_NOT_EMPTY', `service ${name.service} still has ephemeral instances`)
+    await this.proxy.durableReadBarrier()
+    const entry = this.view.get(name)
+    if (!entry) return { deleted: false }
+    if (entry.ephemeral.size > 0) fail('SERVICE_NOT_EMPTY', `service ${name.service} still has ephemeral instances`)
     return (await this.durable({ type: 'naming.service.remove', name })) as { deleted: boolean }
   }
 
@@ -123,6 +134,11 @@ export class NamingService {
     matching.sort((a, b) => (serviceKey(a.name) < serviceKey(b.name) ? -1 : 1))
     const page = matching.slice((pageNo - 1) * pageSize, pageNo * pageSize)
     return { count: matching.length, pageNo, pageSize, services: page.map(summarize) }
+  }
+
+  private async hasPersistent(name: ServiceName, id: string): Promise<boolean> {
+    await this.proxy.durableReadBarrier()
+    return this.view.get(name)?.persistent.has(id) ?? false
   }
 
   private async registerPersistent(instance: Instance): Promise<void> {

@@ -169,10 +169,10 @@ export class NamingStateMachine implements StateMachine {
     return { ok: true }
   }
 
-  private removeService(name: ServiceName, ops: BatchOp[]): { deleted: true } {
+  private removeService(name: ServiceName, ops: BatchOp[]): { deleted: boolean } {
     const entry = this.view.get(name)
     if ((entry?.persistent.size ?? 0) > 0) fail('SERVICE_NOT_EMPTY', `service ${name.service} still has persistent instances`)
-    if (!entry?.meta) fail('SERVICE_NOT_FOUND', `service ${name.service} does not exist`)
+    if (!entry?.meta) return { deleted: false }
     ops.push({ type: 'del', key: serviceMetaKey(name) })
     this.view.setMeta(name, undefined)
     return { deleted: true }

@@ -111,19 +111,23 @@ export function parseInstanceRef(f: Fields): InstanceRef {
 export interface InstancePatch {
   readonly weight?: number
   readonly enabled?: boolean
+  /** Persistent instances only: set by hand until the server's health checks take over. */
+  readonly healthy?: boolean
   readonly metadata?: Record<string, string>
 }
 
 /** PATCH /v1/ns/instances: absent fields stay as they are; metadata, when given, replaces. */
 export function parseInstancePatch(f: Fields): { ref: InstanceRef; patch: InstancePatch } {
   const ref = parseInstanceRef(f)
-  const patch: { weight?: number; enabled?: boolean; metadata?: Record<string, string> } = {}
+  const patch: { weight?: number; enabled?: boolean; healthy?: boolean; metadata?: Record<string, string> } = {}
   const weight = parseWeight(f.weight)
   if (weight !== undefined) patch.weight = weight
   const enabled = optionalBool(f.enabled, 'enabled')
   if (enabled !== undefined) patch.enabled = enabled
+  const healthy = optionalBool(f.healthy, 'healthy')
+  if (healthy !== undefined) patch.healthy = healthy
   if (f.metadata !== undefined && f.metadata !== null) patch.metadata = parseMetadata(f.metadata)
-  if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give weight, enabled or metadata')
+  if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give weight, enabled, healthy or metadata')
   return { ref, patch }
 }
 
@@ -155,7 +159,9 @@ export function parseInstanceQuery(q: Fields): InstanceQuery {
   let clusters: string[] = []
   if (q.clusters !== undefined && q.clusters !== '') {
     if (typeof q.clusters !== 'string') fail('INVALID_ARGUMENT', 'clusters must be a comma-separated list')
-    clusters = [...new Set(q.clusters.split(',').map((c) => parseCluster(c.trim())))].sort()
+    // Empty entries (a trailing comma) name nothing; they must not default to DEFAULT.
+    clusters = [...new Set(q.clusters.split(',').filter((c) => c !== '').map(parseCluster))].sort()
+    if (clusters.length === 0) fail('INVALID_ARGUMENT', 'clusters names no cluster')
     if (clusters.length > LIMITS.maxClusterFilter) fail('INVALID_ARGUMENT', `at most ${LIMITS.maxClusterFilter} clusters`)
   }
   return {

@@ -11,6 +11,7 @@ export interface InstanceList extends ServiceName {
   /** md5 over the listed instances, so a client can tell whether its copy is the same. */
   readonly checksum: string
   readonly instances: readonly Instance[]
+  readonly protectThresholdReached: boolean
 }
 
 export class ServiceEntry {
@@ -113,23 +114,31 @@ export class NamingView {
   /** The answer to a query, built once per service revision and filter. */
   list(query: InstanceQuery): InstanceList {
     const entry = this.get(query)
-    if (!entry) return { namespace: query.namespace, group: query.group, service: query.service, revision: 0, checksum: checksumOf([]), instances: [] }
+    if (!entry) {
+      return { namespace: query.namespace, group: query.group, service: query.service, revision: 0, checksum: checksumOf([]), instances: [], protectThresholdReached: false }
+    }
     const key = `${query.healthyOnly ? 1 : 0}${query.includeDisabled ? 1 : 0}${query.clusters.join(',')}`
     let answer = entry.answers.get(key)
     if (!answer) {
       const clusters = query.clusters.length > 0 ? new Set(query.clusters) : undefined
-      const instances: Instance[] = []
+      let selected: Instance[] = []
+      let healthy = 0
       for (const map of [entry.persistent, entry.ephemeral]) {
         for (const i of map.values()) {
           if (clusters && !clusters.has(i.cluster)) continue
-          if (query.healthyOnly && !i.healthy) continue
           if (!query.includeDisabled && !i.enabled) continue
-          instances.push(i)
+          selected.push(i)
+          if (i.healthy) healthy++
         }
       }
+      // Protection (as in Nacos): when too few are healthy, hand out all rather than pile every
+      // caller onto the few that are left.
+      const threshold = entry.meta?.protectThreshold ?? 0
+      const protectThresholdReached = threshold > 0 && selected.length > 0 && healthy / selected.length <= threshold
+      if (query.healthyOnly && !protectThresholdReached) selected = selected.filter((i) => i.healthy)
       // A stable order, so that equal registries give equal answers and checksums on every node.
-      instances.sort(compareInstances)
-      answer = { ...entry.name, revision: entry.revision, checksum: checksumOf(instances), instances }
+      selected.sort(compareInstances)
+      answer = { ...entry.name, revision: entry.revision, checksum: checksumOf(selected), instances: selected, protectThresholdReached }
       entry.answers.set(key, answer)
     }
     return answer

@@ -97,6 +97,7 @@ t.test('update weight, enabled and metadata; disabled and unhealthy instances ar
       t.notOk('a' in all.instances.find((i) => i.ip === '10.0.0.1')!.metadata, 'metadata is replaced')
       t.same((await list(n, `service=${service}&clusters=east&includeDisabled=true`)).instances.map((i) => i.ip), ['10.0.0.2'])
       t.same((await list(n, `service=${service}&clusters=DEFAULT,east&includeDisabled=true`)).instances.length, 2)
+      t.same((await list(n, `service=${service}&clusters=east,&includeDisabled=true`)).instances.map((i) => i.ip), ['10.0.0.2'], 'an empty entry names no cluster')
       const missing = await n.call('PATCH', '/v1/ns/instances', { service, ip: '10.0.0.9', port: 1, weight: 1 })
       t.equal(missing.statusCode, 404)
       t.equal(missing.json().code, 'INSTANCE_NOT_FOUND')
@@ -147,6 +148,60 @@ t.test('per-instance beat timing from the preserved.* metadata keys', (t) =>
   }),
 )
 
+t.test('a client beats at the shortest interval its instances ask for, defaulting to 5 s', (t) =>
+  withNode(t, async (n) => {
+    const slow = { 'preserved.heart.beat.interval': '20000', 'preserved.heart.beat.timeout': '60000', 'preserved.ip.delete.timeout': '90000' }
+    await n.call('POST', '/v1/ns/instances', { service: 'slow', ip: '10.0.0.1', port: 1, clientId: 'c', metadata: slow })
+    t.equal((await n.call('PUT', '/v1/ns/instances/beat', { clientId: 'c' })).json().clientBeatInterval, 20000)
+    n.clock.advance(20_000)
+    t.same((await list(n, 'service=slow')).instances.map((i) => i.healthy), [true], 'its own timeout, not 15 s')
+    await n.call('POST', '/v1/ns/instances', { service: 'slow', ip: '10.0.0.1', port: 2, clientId: 'c' })
+    t.equal((await n.call('PUT', '/v1/ns/instances/beat', { clientId: 'c' })).json().clientBeatInterval, 5000)
+  }),
+)
+
+t.test('persistent health is set by hand with PATCH; ephemeral health only by beats', (t) =>
+  withNode(t, async (n) => {
+    await n.call('POST', '/v1/ns/instances', { service: 'p', ip: '10.0.0.1', port: 1, ephemeral: false, healthy: false })
+    t.same((await list(n, 'service=p')).instances.map((i) => i.healthy), [false])
+    t.equal((await n.call('PATCH', '/v1/ns/instances', { service: 'p', ip: '10.0.0.1', port: 1, healthy: true })).statusCode, 200)
+    t.same((await list(n, 'service=p')).instances.map((i) => i.healthy), [true])
+    await n.call('POST', '/v1/ns/instances', { service: 'e', ip: '10.0.0.1', port: 1 })
+    const res = await n.call('PATCH', '/v1/ns/instances', { service: 'e', ip: '10.0.0.1', port: 1, healthy: false })
+    t.equal(res.statusCode, 400)
+    t.same((await list(n, 'service=e')).instances.map((i) => i.healthy), [true])
+  }),
+)
+
+t.test('writes that change nothing leave no log entry', (t) =>
+  withNode(t, async (n) => {
+    const before = n.node.log.status().commitIndex
+    t.same((await n.call('DELETE', '/v1/ns/instances?service=none&ip=10.9.9.9&port=1')).json(), { ok: true, deleted: false })
+    t.equal((await n.call('PATCH', '/v1/ns/instances', { service: 'none', ip: '10.9.9.9', port: 1, weight: 2 })).statusCode, 404)
+    t.same((await n.call('DELETE', '/v1/ns/services?service=none')).json(), { ok: true, deleted: false })
+    t.equal(n.node.log.status().commitIndex, before)
+  }),
+)
+
+t.test('protection threshold: when too few are healthy, a healthyOnly query lists all and says so', (t) =>
+  withNode(t, async (n) => {
+    await n.call('POST', '/v1/ns/services', { service: 'guarded', protectThreshold: 0.5 })
+    for (let port = 1; port <= 4; port++) await n.call('POST', '/v1/ns/instances', { service: 'guarded', ip: '10.0.0.1', port, clientId: `c${port}` })
+    n.clock.advance(10_000)
+    for (const c of ['c1', 'c2']) await n.call('PUT', '/v1/ns/instances/beat', { clientId: c })
+    n.clock.advance(6_000)
+    // Two of four healthy: 0.5, at the threshold.
+    const protectedList = await list(n, 'service=guarded&healthyOnly=true')
+    t.equal(protectedList.instances.length, 4, 'all four are handed out')
+    t.equal((protectedList as unknown as { protectThresholdReached: boolean }).protectThresholdReached, true)
+    t.same(protectedList.instances.map((i) => i.healthy), [true, true, false, false], 'health stays true to the facts')
+    await n.call('PUT', '/v1/ns/instances/beat', { clientId: 'c3' })
+    const normal = await list(n, 'service=guarded&healthyOnly=true')
+    t.equal(normal.instances.length, 3, 'three of four healthy: above the threshold, only the healthy')
+    t.equal((normal as unknown as { protectThresholdReached: boolean }).protectThresholdReached, false)
+  }),
+)
+
 t.test('a beat for a persistent instance is refused', (t) =>
   withNode(t, async (n) => {
     await n.call('POST', '/v1/ns/instances', { service: 'p', ip: '10.0.0.1', port: 1, ephemeral: false })
@@ -192,7 +247,8 @@ t.test('services: create, read, list with paging, update, delete', (t) =>
     const gone = await n.call('GET', '/v1/ns/services?service=orders')
     t.equal(gone.statusCode, 404)
     t.equal(gone.json().code, 'SERVICE_NOT_FOUND')
-    t.equal((await n.call('DELETE', '/v1/ns/services?service=orders')).statusCode, 404)
+    t.same((await n.call('DELETE', '/v1/ns/services?service=orders')).json(), { ok: true, deleted: false }, 'deleting twice is not an error')
+    t.equal((await n.call('PATCH', '/v1/ns/services', { service: 'orders', protectThreshold: 0.1 })).statusCode, 404)
   }),
 )
 
@@ -210,6 +266,7 @@ const BAD_REGISTRATIONS: [string, Record<string, unknown>, number, string][] = [
   ['missing service', { ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['empty service', { service: '', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['blank group', { service: 's', group: '  ', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
+  ['cluster with a leading space', { service: 's', cluster: ' west', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['service over 512 bytes', { service: long, ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['multi-byte name over 512 bytes', { service: 'é'.repeat(257), ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
   ['control character', { service: 'a\nb', ip: '10.0.0.1', port: 1 }, 400, 'INVALID_NAME'],
@@ -278,6 +335,12 @@ t.test('bad registrations get a 4xx with a code and store nothing', (t) =>
     }
     t.equal((await list(n, 'service=s')).instances.length, 1)
     t.equal((await n.call('GET', '/v1/ns/instances?service=s&healthyOnly=maybe')).statusCode, 400)
+    t.equal((await n.call('GET', '/v1/ns/instances?service=s&clusters=,')).statusCode, 400, 'a cluster list of nothing')
+    const mixed = await n.call('DELETE', '/v1/ns/instances?service=s&ip=10.0.0.1&port=1', { service: 'other', ip: '10.0.0.2', port: 2 })
+    t.equal(mixed.statusCode, 400, 'fields in both the query string and the body')
+    t.equal((await list(n, 'service=s')).instances.length, 1, 'and nothing was deleted')
+    const emptyJson = await n.call('DELETE', '/v1/ns/instances?service=s&ip=10.0.0.9&port=1', '', { 'content-type': 'application/json' })
+    t.same(emptyJson.json(), { ok: true, deleted: false }, 'an empty JSON body means the query string')
     t.equal((await n.call('GET', '/v1/ns/services?pageSize=100000')).statusCode, 400)
   }),
 )

@@ -1,6 +1,7 @@
 // Naming routes: instances, heartbeats and services under /v1/ns.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { fail } from '../../core/errors.js'
 import { type Fields, asFields, paging } from '../../core/validate.js'
 import { grace } from '../../gen/proto.js'
 import type { NamingService, ServiceSummary } from '../../naming/service.js'
@@ -74,9 +75,12 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
   })
 }
 
-/** DELETE and beat take their fields from a body when one was sent, else from the query string. */
+/** DELETE and beat take their fields from the query string or from a body, not from both. */
 function bodyOrQuery(request: FastifyRequest, type: MessageType): Fields {
-  return request.body === undefined || request.body === null ? asFields(request.query) : readBody(request, type)
+  const query = asFields(request.query)
+  if (request.body === undefined || request.body === null) return query
+  if (Object.keys(query).length > 0) fail('INVALID_ARGUMENT', 'send the fields in the query string or in the body, not both')
+  return readBody(request, type)
 }
 
 /** Protobuf carries metadata in a StringMap (maps have no presence); JSON carries the map itself. */
