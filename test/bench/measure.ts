@@ -1,0 +1,108 @@
+// One measurement: a warmup run whose numbers are dropped (JIT, connection setup, first
+// allocations), then the measured run, both driven by autocannon in this process.
+
+import autocannon from 'autocannon'
+import { machineBusySeconds } from './machine.js'
+
+export interface RunSettings {
+  connections: number
+  warmupS: number
+  durationS: number
+}
+
+export interface Measurement {
+  connections: number
+  durationS: number
+  responses: number
+  reqPerSec: number
+  /** Over every response, 2xx or not; sub-millisecond resolution. */
+  p50Ms: number
+  p99Ms: number
+  non2xx: number
+  /** Connection errors, timeouts included. */
+  errors: number
+  timeouts: number
+  statusCodes: Record<string, number>
+  bytesPerResponse: number
+  /** Percent of one core over the measured run: which side was the bottleneck. */
+  serverCpuPct: number
+  clientCpuPct: number
+  /** What other processes on the machine used meanwhile: high means the numbers are noisy. */
+  otherCpuPct: number
+  warmup: { responses: number; non2xx: number; errors: number }
+}
+
+export async function measure(
+  url: string,
+  requests: () => autocannon.Request[],
+  settings: RunSettings,
+  serverCpuSeconds: () => number | undefined,
+): Promise<Measurement> {
+  const warm = await run(url, requests(), settings.connections, settings.warmupS)
+  const wallStart = performance.now()
+  const clientStart = process.cpuUsage()
+  const serverStart = serverCpuSeconds()
+  const machineStart = machineBusySeconds()
+  const main = await run(url, requests(), settings.connections, settings.durationS)
+  const wallS = (performance.now() - wallStart) / 1000
+  const client = process.cpuUsage(clientStart)
+  const serverEnd = serverCpuSeconds()
+  const machineEnd = machineBusySeconds()
+  const r = main.result
+  const pct = (start: number | undefined, end: number | undefined) =>
+    start === undefined || end === undefined ? Number.NaN : (100 * (end - start)) / wallS
+  const serverCpuPct = pct(serverStart, serverEnd)
+  const clientCpuPct = (100 * (client.user + client.system)) / 1e6 / wallS
+  const sorted = main.latencies.sort()
+  return {
+    connections: settings.connections,
+    durationS: r.duration,
+    responses: r.requests.total,
+    reqPerSec: r.duration > 0 ? r.requests.total / r.duration : 0,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([code, s]) => [code, s.count])),
+    bytesPerResponse: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
+    serverCpuPct,
+    clientCpuPct,
+    otherCpuPct: Math.max(0, pct(machineStart, machineEnd) - serverCpuPct - clientCpuPct),
+    warmup: { responses: warm.result.requests.total, non2xx: warm.result.non2xx, errors: warm.result.errors },
+  }
+}
+
+interface Run {
+  result: autocannon.Result
+  latencies: Float64Array
+}
+
+/**
+ * autocannon's own latency histogram holds whole milliseconds, too coarse for a 1 ms target, so
+ * each response time (float ms from process.hrtime) is also kept here.
+ */
+function run(url: string, requests: autocannon.Request[], connections: number, durationS: number): Promise<Run> {
+  let latencies = new Float64Array(1 << 16)
+  let n = 0
+  return new Promise((resolve, reject) => {
+    const instance = autocannon({ url, connections, pipelining: 1, duration: durationS, requests }, (err, result) => {
+      if (err) reject(err)
+      else resolve({ result, latencies: latencies.subarray(0, n) })
+    })
+    instance.on('response', (_client, _status, _bytes, ms) => {
+      if (n === latencies.length) {
+        const bigger = new Float64Array(latencies.length * 2)
+        bigger.set(latencies)
+        latencies = bigger
+      }
+      latencies[n++] = ms
+    })
+  })
+}
+
+/** Nearest-rank percentile of ascending values. */
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]
+}

@@ -1,0 +1,35 @@
+// The roof: the same fastify, no logger, the benchmarked routes doing nothing but parsing the JSON
+// body (fastify's default parser) and answering a constant. Grace cannot beat this on the same
+// machine, so Grace/roof says how much of the achievable throughput Grace keeps.
+//
+// Runs as its own process (`node roof-server.js --host H --port P`) so that it does not share an
+// event loop with autocannon, just as Grace does not.
+
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
+import { roofConfig, roofInstanceList } from './fixtures.js'
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(name)
+  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback
+}
+
+const app = Fastify({ logger: false })
+// Serialised once: the roof does no per-request work beyond routing and body parsing, and Grace
+// too keeps its instance-list answer encoded until the list changes.
+const JSON_TYPE = 'application/json; charset=utf-8'
+const constant = (value: object) => {
+  const body = JSON.stringify(value)
+  return async (_request: FastifyRequest, reply: FastifyReply) => reply.type(JSON_TYPE).send(body)
+}
+
+app.get('/readyz', constant({ status: 'READY' }))
+app.post('/v1/ns/instances', constant({ ok: true }))
+app.get('/v1/ns/instances', constant(roofInstanceList()))
+app.post('/v1/cs/configs', constant({ md5: '0123456789abcdef0123456789abcdef', revision: 1 }))
+app.get('/v1/cs/configs', constant(roofConfig()))
+
+await app.listen({ host: arg('--host', '127.0.0.1'), port: Number(arg('--port', '0')) })
+
+process.on('SIGTERM', () => {
+  void app.close().then(() => process.exit(0))
+})

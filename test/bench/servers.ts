@@ -1,0 +1,144 @@
+// Starting and stopping the servers under test as child processes: each gets its own process
+// (and so its own event loop and, on a 2-core machine, roughly its own core), while autocannon
+// runs in the benchmark's process.
+
+import { type ChildProcess, spawn } from 'node:child_process'
+import { closeSync, openSync, readFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const READY_TIMEOUT_MS = 60_000
+const STOP_TIMEOUT_MS = 15_000
+/** USER_HZ: 100 on every mainstream Linux build; `getconf CLK_TCK` says so on this machine. */
+const CLOCK_TICKS = 100
+
+export interface ServerSpec {
+  name: string
+  /** argv after `node`. */
+  args: string[]
+  /** Where the child's stdout goes: a file (Grace's request log) or nowhere (the roof logs nothing). */
+  stdoutFile?: string
+  /** Kept in a file so a crash can be explained after the fact. */
+  stderrFile?: string
+}
+
+export interface RunningServer {
+  name: string
+  url: string
+  /** How the process exited, or undefined while it runs. */
+  exited(): string | undefined
+  /** SIGTERM, then SIGKILL if it does not exit in time. Resolves with how it exited. */
+  stop(): Promise<string>
+  /** The last lines of its stdout and stderr files, to explain a failure. */
+  tails(): string
+  /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
+  cpuSeconds(): number | undefined
+}
+
+/** A port nothing listens on right now. Racy in principle, fine on a benchmark machine. */
+export async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise((resolve) => server.close(resolve))
+  if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
+  return address.port
+}
+
+/** Spawns the server and resolves once GET /readyz answers 200; rejects if it exits first. */
+export async function startServer(spec: ServerSpec, port: number): Promise<RunningServer> {
+  const fds: number[] = []
+  const fileOrIgnore = (path: string | undefined): number | 'ignore' => {
+    if (path === undefined) return 'ignore'
+    const fd = openSync(path, 'a')
+    fds.push(fd)
+    return fd
+  }
+  const child = spawn(process.execPath, spec.args, {
+    stdio: ['ignore', fileOrIgnore(spec.stdoutFile), spec.stderrFile ? fileOrIgnore(spec.stderrFile) : 'inherit'],
+  })
+  // The child holds its own copies of the descriptors.
+  for (const fd of fds) closeSync(fd)
+
+  let exited: string | undefined
+  const exit = new Promise<string>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = signal ? `signal ${signal}` : `code ${code}`
+      resolve(exited)
+    })
+  })
+  const url = `http://127.0.0.1:${port}`
+  try {
+    await waitReady(url, () => exited)
+  } catch (err) {
+    child.kill('SIGKILL')
+    await exit
+    throw new Error(`${spec.name} did not become ready: ${(err as Error).message}${tails(spec)}`)
+  }
+  const pid = child.pid
+  return {
+    name: spec.name,
+    url,
+    exited: () => exited,
+    stop: () => stopChild(child, exit),
+    tails: () => tails(spec),
+    cpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(pid)),
+  }
+}
+
+async function waitReady(url: string, exited: () => string | undefined): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  let last = 'no answer'
+  while (Date.now() < deadline) {
+    const how = exited()
+    if (how !== undefined) throw new Error(`exited with ${how}`)
+    try {
+      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1_000) })
+      await res.arrayBuffer()
+      if (res.status === 200) return
+      last = `GET /readyz answered ${res.status}`
+    } catch (err) {
+      last = (err as Error).message
+    }
+    await sleep(100)
+  }
+  throw new Error(`not ready after ${READY_TIMEOUT_MS} ms (${last})`)
+}
+
+async function stopChild(child: ChildProcess, exit: Promise<string>): Promise<string> {
+  if (child.exitCode !== null || child.signalCode !== null) return exit
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
+  const how = await exit
+  clearTimeout(timer)
+  return how
+}
+
+/**
+ * From /proc/<pid>/stat (utime and stime, fields 14 and 15, in clock ticks). On a 2-core machine
+ * the server's and autocannon's CPU use tell which side was the bottleneck.
+ */
+function procCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+  } catch {
+    return undefined
+  }
+}
+
+function tails(spec: ServerSpec): string {
+  return tail('stdout', spec.stdoutFile) + tail('stderr', spec.stderrFile)
+}
+
+function tail(label: string, path: string | undefined): string {
+  if (path === undefined) return ''
+  try {
+    const text = readFileSync(path, 'utf8').trimEnd()
+    return text ? `\n--- ${label} (last lines) ---\n${text.split('\n').slice(-20).join('\n')}` : ''
+  } catch {
+    return ''
+  }
+}
