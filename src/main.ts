@@ -61,12 +61,23 @@ export async function main(argv: string[]): Promise<void> {
     console.error(`grace: ${(err as Error).message}\n\n${USAGE}`)
     process.exit(2)
   }
-  const logger = pino({ level: settings.logLevel })
+  // Buffered, so that a line per request is not a write per request; flushed every second and
+  // at shutdown. A crash can lose the last second of lines, never data.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 8192 })
+  setInterval(() => destination.flush(), 1000).unref()
+  const exit = (code: number) => destination.flush(() => process.exit(code))
+  process.on('exit', () => {
+    try {
+      destination.flushSync() // best effort after a crash; a clean stop has flushed already
+    } catch {}
+  })
+  const logger = pino({ level: settings.logLevel }, destination)
   mkdirSync(settings.dataDir, { recursive: true })
   const db = await openDatabase(settings.dataDir)
   const node = await createGraceNode({ db, clock: new SystemClock(), logger })
   const address = await node.app.listen({ host: settings.host, port: settings.port })
   logger.info({ address, dataDir: settings.dataDir }, 'grace is ready')
+  destination.flush()
 
   let stopping = false
   const stop = async (signal: string) => {
@@ -77,10 +88,10 @@ export async function main(argv: string[]): Promise<void> {
       await node.close()
       await db.close()
       logger.info('stopped')
-      process.exit(0)
+      exit(0)
     } catch (err) {
       logger.error({ err }, 'shutdown failed')
-      process.exit(1)
+      exit(1)
     }
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))

@@ -8,6 +8,7 @@ import { LIMITS } from '../core/limits.js'
 import { grace } from '../gen/proto.js'
 import type { ConfigService } from '../config/service.js'
 import { PROTOBUF_TYPE, send, wantsProtobuf } from './codec.js'
+import { AccessLog } from './access-log.js'
 import { registerConfigRoutes } from './routes/config.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
@@ -19,10 +20,11 @@ export interface AppDeps extends NamingRouteDeps {
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const log = deps.logger
   const app = Fastify({
-    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
-    // One line per request (the onResponse hook below) instead of fastify's two.
-    disableRequestLogging: true,
+    // Fastify's own logging would make a child logger per request and write two lines; we write
+    // one line per request from the root logger (onResponse below).
+    logger: false,
     bodyLimit: LIMITS.maxNamingBodyBytes,
     // Requests that arrive while closing get our UNAVAILABLE error (below), not fastify's body.
     return503OnClosing: false,
@@ -40,38 +42,46 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   })
   app.addContentTypeParser(PROTOBUF_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
 
-  app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request)))
+  app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request, log)))
   app.setNotFoundHandler((request, reply) =>
     sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
   )
 
   // On shutdown: held long-polls are answered at once, new requests get UNAVAILABLE (readyz
-  // says NOT_READY), and every answer closes its connection, so that close() need not wait out
-  // the keep-alive timeouts of busy connections.
+  // says NOT_READY), and connections are closed as soon as they fall idle, so that close()
+  // need not wait out the keep-alive timeouts of connections that were busy when it began.
   let closing = false
-  app.addHook('onRequest', async (request) => {
-    // An Accept header we cannot answer is refused before anything runs: found only when the
-    // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
-    wantsProtobuf(request)
-    if (closing && request.url !== '/readyz' && request.url !== '/healthz') throw new GraceError('UNAVAILABLE', 'the server is shutting down')
-  })
   app.addHook('preClose', (done) => {
     closing = true
     deps.config.releaseAll()
+    const sweep = setInterval(() => app.server.closeIdleConnections(), 20)
+    sweep.unref()
+    app.server.once('close', () => clearInterval(sweep))
     done()
   })
-  app.addHook('onSend', (_request, reply, payload, done) => {
-    if (closing) reply.header('connection', 'close')
-    done(null, payload)
+  // Checks every route makes before its handler runs. A wrapper rather than an onRequest hook:
+  // it costs a function call, where a hook costs a pass through fastify's hook runner.
+  app.addHook('onRoute', (route) => {
+    const handler = route.handler
+    const always = route.url === '/readyz' || route.url === '/healthz'
+    route.handler = function checkedHandler(request, reply) {
+      // An Accept header we cannot answer is refused before anything runs: found only when the
+      // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
+      wantsProtobuf(request)
+      if (closing && !always) throw new GraceError('UNAVAILABLE', 'the server is shutting down')
+      return handler.call(this, request, reply)
+    }
   })
 
-  if (deps.logger) {
+  if (log?.isLevelEnabled('info')) {
+    const access = new AccessLog(log)
     app.addHook('onResponse', (request, reply, done) => {
       // The route pattern, not the URL: query strings may carry names or, later, tokens.
-      request.log.info(
-        { method: request.method, route: request.routeOptions.url ?? 'none', status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100 },
-        'request',
-      )
+      access.record(request.id, request.method, request.routeOptions.url ?? 'none', reply.statusCode, Math.round(reply.elapsedTime * 100) / 100)
+      done()
+    })
+    app.addHook('onClose', (_app, done) => {
+      access.close()
       done()
     })
   }
@@ -83,7 +93,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 }
 
 /** Maps whatever was thrown to a GraceError: fastify's own errors by their codes. */
-function toGraceError(err: FastifyError, request: FastifyRequest): GraceError {
+function toGraceError(err: FastifyError, request: FastifyRequest, log: PinoLogger | undefined): GraceError {
   if (isGraceError(err)) return err
   if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
     return new GraceError('UNSUPPORTED_MEDIA_TYPE', `Content-Type ${request.headers['content-type'] ?? '(none)'} is not supported; use application/json or ${PROTOBUF_TYPE}`)
@@ -96,7 +106,7 @@ function toGraceError(err: FastifyError, request: FastifyRequest): GraceError {
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
     return new GraceError('INVALID_ARGUMENT', err.message)
   }
-  request.log.error({ err }, 'unhandled error')
+  log?.error({ err, reqId: request.id, method: request.method, route: request.routeOptions.url }, 'unhandled error')
   return new GraceError('INTERNAL', 'internal error')
 }
 
