@@ -74,7 +74,7 @@ export async function main(argv: string[]): Promise<void> {
   const logger = pino({ level: settings.logLevel }, destination)
   mkdirSync(settings.dataDir, { recursive: true })
   const db = await openDatabase(settings.dataDir)
-  const node = await createGraceNode({ db, clock: new SystemClock(), logger })
+  const node = await createGraceNode({ db, clock: new SystemClock(), random: Math.random, logger })
   const address = await node.app.listen({ host: settings.host, port: settings.port })
   logger.info({ address, dataDir: settings.dataDir }, 'grace is ready')
   destination.flush()

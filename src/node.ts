@@ -11,7 +11,7 @@ import { ConfigService } from './config/service.js'
 import { ConfigStateMachine } from './config/state-machine.js'
 import { ConsistencyProxy } from './consistency/proxy.js'
 import { CompositeStateMachine } from './consistency/state-machine.js'
-import { DurableLog } from './cp/node/durable-log.js'
+import { RaftNode } from './cp/node/raft-node.js'
 import { buildApp } from './http/app.js'
 import { ClientLeases } from './naming/leases.js'
 import { NamingService } from './naming/service.js'
@@ -22,6 +22,8 @@ import type { Database } from './storage/db.js'
 export interface GraceNodeOptions {
   db: Database
   clock: Clock
+  /** Randomness for election timeouts (Math.random in production, a seed in tests). */
+  random: () => number
   /** pino logger: request lines and errors. Omitted: silent. */
   logger?: PinoLogger
 }
@@ -30,7 +32,7 @@ export interface GraceNode {
   readonly app: FastifyInstance
   readonly naming: NamingService
   readonly config: ConfigService
-  readonly log: DurableLog
+  readonly log: RaftNode
   /** Stops taking requests, finishes those in flight, then stops the services. Leaves db open. */
   close(): Promise<void>
 }
@@ -40,7 +42,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const view = new NamingView(opts.clock.now() * 1000)
   const configState = new ConfigStateMachine({ db: opts.db, logger })
   const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view), config: configState })
-  const log = await DurableLog.open({ db: opts.db, stateMachine, clock: opts.clock, logger })
+  // Standalone: a Raft group of one, which leads at once. The cluster issue adds peers.
+  const log = await RaftNode.open({ id: 'n1', db: opts.db, stateMachine, clock: opts.clock, logger, random: opts.random, bootstrap: { voters: ['n1'], learners: [] } })
   const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
   const ephemeral = new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)

@@ -25,7 +25,7 @@ export async function startTestNode(opts: { dir?: string; clock?: ManualClock } 
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'grace-test-'))
   const clock = opts.clock ?? new ManualClock()
   const db = await openDatabase(dir)
-  const node = await createGraceNode({ db, clock: clock as Clock })
+  const node = await createGraceNode({ db, clock: clock as Clock, random: Math.random })
   const self: TestNode = {
     node,
     db,

@@ -165,6 +165,20 @@ export class Raft {
     return index
   }
 
+  /**
+   * Starts an election now rather than at the next timeout: a single-voter cluster (standalone)
+   * then leads at once, instead of after an election timeout.
+   */
+  campaignNow(): void {
+    if (this.role !== 'leader' && this.promotable()) this.campaign(this.preVote)
+  }
+
+  /** A read point with no round trip, when this leader alone is the quorum; else null. */
+  soleVoterReadIndex(): number | null {
+    const alone = this.role === 'leader' && this.quorum() === 1 && this.membership.voters.includes(this.id)
+    return alone && this.log.term(this.log.committed) === this.term ? this.log.committed : null
+  }
+
   /** Moves leadership to a caught-up voter (thesis 3.10). */
   transferLeadership(to: NodeId): void {
     this.checkLeader()

@@ -1,0 +1,451 @@
+// The Raft driver: runs the pure core (cp/raft) against real time, LevelDB and the peer
+// transport, and offers the CP contract (ReplicatedLog) to the layers above. For each Ready it
+// persists entries and hard state before sending what depends on them (a leader may send its
+// appends first: its own log counts only once on disk), applies committed entries with the
+// applied index in the same batch, answers proposals and reads, then advances.
+
+import type { Cancel, Clock } from '../../core/clock.js'
+import { ERROR_CODES, type ErrorCode, GraceError, isGraceError } from '../../core/errors.js'
+import { LIMITS } from '../../core/limits.js'
+import type { Logger } from '../../core/logger.js'
+import type { BatchOp, Database } from '../../storage/db.js'
+import type { CpCommand, CpStatus, LogEntry, ReplicatedLog, StateMachine } from '../log.js'
+import { Raft, RaftError } from '../raft/raft.js'
+import type { Entry, Membership, Message, NodeId, Ready } from '../raft/types.js'
+import { APPLIED_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, appendOps, entryKey, loadRaftState } from './raft-storage.js'
+
+/** What the driver needs from the peer transport (cluster/transport.ts provides it). */
+export interface RaftTransport {
+  sendRaft(to: NodeId, m: Message): void
+  onRaft(handler: (m: Message) => void): void
+  call(to: NodeId, method: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array>
+  onCall(method: string, handler: (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>): void
+  onUnreachable(handler: (peer: NodeId) => void): void
+}
+
+export interface RaftNodeOptions {
+  id: NodeId
+  db: Database
+  stateMachine: StateMachine
+  clock: Clock
+  logger: Logger
+  random: () => number
+  /** The membership of a new cluster; ignored once the log or a snapshot has one. */
+  bootstrap: Membership
+  /** Absent for a standalone node. */
+  transport?: RaftTransport
+  tickMs?: number
+  electionTicks?: number
+  /** How long a write or read may wait for the cluster before it fails (never hangs). */
+  requestTimeoutMs?: number
+  /** Compact the log when this many entries are applied past the last compaction. */
+  compactEvery?: number
+  /** Entries kept behind the compaction point, for followers that are a little behind. */
+  retainEntries?: number
+  /** Writes waiting for the log at most; more are refused with UNAVAILABLE. */
+  maxPendingProposals?: number
+}
+
+interface PendingProposal {
+  term: number
+  resolve(value: unknown): void
+  reject(err: Error): void
+  cancelTimer: Cancel
+}
+
+interface PendingRead {
+  resolve(): void
+  reject(err: Error): void
+  cancelTimer: Cancel
+}
+
+interface PendingReadIndex {
+  resolve(index: number): void
+  reject(err: Error): void
+  cancelTimer: Cancel
+}
+
+const PROPOSE = 'raft.propose'
+const READ_INDEX = 'raft.readIndex'
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export class RaftNode implements ReplicatedLog {
+  private readonly raft: Raft
+  private readonly db: Database
+  private readonly sm: StateMachine
+  private readonly clock: Clock
+  private readonly logger: Logger
+  private readonly transport: RaftTransport | undefined
+  private readonly tickMs: number
+  private readonly requestTimeoutMs: number
+  private readonly compactEvery: number
+  private readonly retainEntries: number
+  private readonly maxPending: number
+
+  /** Index of the last entry stored on disk (to delete a conflicting suffix). */
+  private storedLast: number
+  /** What the state machine has applied (may run ahead of the core's view after a restart). */
+  private applied: number
+  private compactedTo: number
+  private proposals = new Map<number, PendingProposal>()
+  private queued: { command: CpCommand; resolve(v: unknown): void; reject(e: Error): void }[] = []
+  private reads = new Map<number, PendingReadIndex>()
+  /** Reads confirmed by a quorum, waiting for the state machine to reach their index. */
+  private readsAwaitingApply: { index: number; read: PendingRead }[] = []
+  private nextReadId = 1
+  private running: Promise<void> | null = null
+  private again = false
+  private cancelTick: Cancel | null = null
+  private closed = false
+  private broken: Error | null = null
+
+  private constructor(opts: RaftNodeOptions, state: Awaited<ReturnType<typeof loadRaftState>>) {
+    this.db = opts.db
+    this.sm = opts.stateMachine
+    this.clock = opts.clock
+    this.logger = opts.logger
+    this.transport = opts.transport
+    this.tickMs = opts.tickMs ?? 100
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 5_000
+    this.compactEvery = opts.compactEvery ?? 10_000
+    this.retainEntries = opts.retainEntries ?? 5_000
+    this.maxPending = opts.maxPendingProposals ?? LIMITS.maxPendingProposals
+    this.storedLast = state.snapshot?.index ?? 0
+    if (state.entries.length > 0) this.storedLast = state.entries[state.entries.length - 1]!.index
+    this.applied = state.applied
+    this.compactedTo = state.snapshot?.index ?? 0
+    this.raft = new Raft(
+      { id: opts.id, random: opts.random, electionTicks: opts.electionTicks ?? 10, heartbeatTicks: 1, maxInflight: 64 },
+      { hardState: state.hardState, snapshot: state.snapshot, entries: state.entries, bootstrap: opts.bootstrap },
+    )
+  }
+
+  /** Loads the stored state, rebuilds the state machine, and starts ticking. */
+  static async open(opts: RaftNodeOptions): Promise<RaftNode> {
+    const state = await loadRaftState(opts.db)
+    await opts.stateMachine.load()
+    const node = new RaftNode(opts, state)
+    node.start()
+    // Replays committed entries the state machine had not applied before the restart.
+    await node.run()
+    opts.logger.info({ id: opts.id, appliedIndex: node.applied, lastIndex: node.storedLast, term: state.hardState.term }, 'raft node started')
+    return node
+  }
+
+  private start(): void {
+    this.transport?.onRaft((m) => {
+      if (this.closed) return
+      this.raft.step(m)
+      this.kick()
+    })
+    this.transport?.onUnreachable((peer) => this.raft.reportUnreachable(peer))
+    this.transport?.onCall(PROPOSE, async (_from, payload) => {
+      const { command } = JSON.parse(decoder.decode(payload)) as { command: CpCommand }
+      const result = await this.proposeLocally(command)
+      return encoder.encode(JSON.stringify({ result: result ?? null }))
+    })
+    this.transport?.onCall(READ_INDEX, async () => {
+      const index = await this.leaderReadIndex()
+      return encoder.encode(JSON.stringify({ index }))
+    })
+    const loop = () => {
+      if (this.closed) return
+      this.raft.tick()
+      this.kick()
+      this.cancelTick = this.clock.setTimer(this.tickMs, loop)
+    }
+    this.cancelTick = this.clock.setTimer(this.tickMs, loop)
+    // Alone in the cluster, there is nobody to wait for.
+    this.raft.campaignNow()
+  }
+
+  // ---- ReplicatedLog ------------------------------------------------------------------------
+
+  async propose(command: CpCommand): Promise<unknown> {
+    this.checkOpen()
+    const soft = this.raft.softState()
+    if (soft.role === 'leader') return this.proposeLocally(command)
+    return this.forward(soft.leader, PROPOSE, { command }, (body) => (body as { result: unknown }).result)
+  }
+
+  async readBarrier(): Promise<void> {
+    this.checkOpen()
+    const alone = this.raft.soleVoterReadIndex()
+    if (alone !== null && this.applied >= alone) return
+    const soft = this.raft.softState()
+    const index =
+      soft.role === 'leader'
+        ? await this.leaderReadIndex()
+        : await this.forward(soft.leader, READ_INDEX, {}, (body) => (body as { index: number }).index)
+    if (this.applied >= index) return
+    await new Promise<void>((resolve, reject) => {
+      const read: PendingRead = { resolve, reject, cancelTimer: this.timeout(() => reject(unavailable('timed out waiting for this node to catch up'))) }
+      this.readsAwaitingApply.push({ index, read })
+    })
+  }
+
+  status(): CpStatus & { id: NodeId; term: number; leaderId: NodeId | null; lastIndex: number; membership: Membership } {
+    const s = this.raft.status()
+    return { id: s.id, role: s.role, term: s.term, leaderId: s.leader, commitIndex: s.commitIndex, appliedIndex: this.applied, lastIndex: s.lastIndex, membership: s.membership }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    this.cancelTick?.()
+    if (this.running) await this.running
+    const closing = unavailable('the server is shutting down')
+    for (const p of this.proposals.values()) {
+      p.cancelTimer()
+      p.reject(closing)
+    }
+    this.proposals.clear()
+    for (const q of this.queued.splice(0)) q.reject(closing)
+    for (const r of this.reads.values()) r.reject(closing)
+    this.reads.clear()
+    for (const { read } of this.readsAwaitingApply.splice(0)) read.reject(closing)
+  }
+
+  // ---- proposals and reads ------------------------------------------------------------------
+
+  private proposeLocally(command: CpCommand): Promise<unknown> {
+    this.checkOpen()
+    if (this.proposals.size + this.queued.length >= this.maxPending) {
+      return Promise.reject(unavailable('too many writes waiting for the cluster; retry'))
+    }
+    return new Promise((resolve, reject) => {
+      // Queued until the loop runs, so that everything proposed meanwhile becomes one batch.
+      this.queued.push({ command, resolve, reject })
+      this.kick()
+    })
+  }
+
+  private leaderReadIndex(): Promise<number> {
+    const id = this.nextReadId++
+    return new Promise<number>((resolve, reject) => {
+      const read: PendingReadIndex = {
+        resolve,
+        reject,
+        cancelTimer: this.timeout(() => {
+          this.reads.delete(id)
+          reject(unavailable('no quorum confirmed the leader in time'))
+        }),
+      }
+      this.reads.set(id, read)
+      try {
+        this.raft.readIndex(id)
+      } catch (err) {
+        this.reads.delete(id)
+        read.cancelTimer()
+        reject(toGraceError(err))
+        return
+      }
+      this.kick()
+    })
+  }
+
+  private async forward<T>(leader: NodeId | null, method: string, body: object, pick: (body: unknown) => T): Promise<T> {
+    if (leader === null || !this.transport) throw unavailable('there is no leader right now; retry')
+    let answer: Uint8Array
+    try {
+      answer = await this.transport.call(leader, method, encoder.encode(JSON.stringify(body)), this.requestTimeoutMs)
+    } catch (err) {
+      throw fromRemote(err, leader)
+    }
+    return pick(JSON.parse(decoder.decode(answer)))
+  }
+
+  // ---- the Ready loop -----------------------------------------------------------------------
+
+  private kick(): void {
+    if (this.running) {
+      this.again = true
+      return
+    }
+    this.running = this.run().finally(() => {
+      this.running = null
+      if (this.again && !this.broken) {
+        this.again = false
+        this.kick()
+      }
+    })
+  }
+
+  private async run(): Promise<void> {
+    try {
+      for (;;) {
+        this.again = false
+        this.takeQueued()
+        if (!this.raft.hasReady()) break
+        await this.handle(this.raft.ready())
+      }
+    } catch (err) {
+      this.broken = err as Error
+      this.logger.error({ err }, 'raft driver failed; refusing further writes')
+      const failed = unavailable('storage failed; the server must be restarted')
+      for (const p of this.proposals.values()) p.reject(failed)
+      this.proposals.clear()
+    }
+  }
+
+  private takeQueued(): void {
+    if (this.queued.length === 0) return
+    const batch = this.queued.splice(0, LIMITS.maxProposalsPerBatch)
+    if (this.queued.length > 0) this.again = true
+    let first: number
+    try {
+      first = this.raft.propose(batch.map((q) => JSON.stringify({ ts: this.clock.now(), command: q.command })))
+    } catch (err) {
+      for (const q of batch) q.reject(toGraceError(err))
+      return
+    }
+    const term = this.raft.softState().term
+    batch.forEach((q, i) => {
+      const index = first + i
+      const cancelTimer = this.timeout(() => {
+        this.proposals.delete(index)
+        q.reject(unavailable('the write was not committed in time; it may or may not be applied'))
+      })
+      this.proposals.set(index, { term, resolve: q.resolve, reject: q.reject, cancelTimer })
+    })
+  }
+
+  private async handle(rd: Ready): Promise<void> {
+    const leader = this.raft.softState().role === 'leader'
+    // A leader sends in parallel with its own write; everyone else writes first (5.1: a vote or
+    // an acknowledgement must never be sent for state that a crash could lose).
+    if (leader) this.send(rd.messages)
+    await this.persist(rd)
+    if (!leader) this.send(rd.messages)
+    await this.apply(rd.committed)
+    for (const rs of rd.readStates) {
+      const read = this.reads.get(rs.id)
+      if (!read) continue
+      this.reads.delete(rs.id)
+      read.cancelTimer()
+      read.resolve(rs.index)
+    }
+    this.raft.advance(rd)
+    await this.maybeCompact()
+  }
+
+  private send(messages: readonly Message[]): void {
+    if (!this.transport) return
+    for (const m of messages) this.transport.sendRaft(m.to, m)
+  }
+
+  private async persist(rd: Ready): Promise<void> {
+    const ops: BatchOp[] = appendOps(rd.entries, this.storedLast)
+    if (rd.hardState) ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(rd.hardState) })
+    if (ops.length === 0) return
+    // Entries, and votes and terms, must be durable; a commit index alone can be re-learned.
+    const sync = rd.entries.length > 0 || (rd.hardState !== null && !this.onlyCommitChanged(rd))
+    await this.db.batch(ops, { sync })
+    if (rd.entries.length > 0) this.storedLast = rd.entries[rd.entries.length - 1]!.index
+  }
+
+  private lastPersistedTermVote: { term: number; vote: string | null } = { term: -1, vote: null }
+
+  private onlyCommitChanged(rd: Ready): boolean {
+    const hs = rd.hardState!
+    const same = hs.term === this.lastPersistedTermVote.term && hs.vote === this.lastPersistedTermVote.vote
+    this.lastPersistedTermVote = { term: hs.term, vote: hs.vote }
+    return same
+  }
+
+  private async apply(committed: readonly Entry[]): Promise<void> {
+    if (committed.length === 0) return
+    const ops: BatchOp[] = []
+    const outcomes: { index: number; term: number; ok: boolean; value: unknown }[] = []
+    for (const e of committed) {
+      if (e.index <= this.applied) continue // applied before a restart
+      let value: unknown = null
+      let ok = true
+      if (e.type === 'normal') {
+        const { ts, command } = JSON.parse(e.data) as { ts: number; command: CpCommand }
+        const entry: LogEntry = { index: e.index, ts, command }
+        const mark = ops.length
+        try {
+          value = this.sm.apply(entry, ops)
+        } catch (err) {
+          if (!isGraceError(err)) throw err
+          ops.length = mark
+          ok = false
+          value = err
+        }
+      }
+      outcomes.push({ index: e.index, term: e.term, ok, value })
+    }
+    const last = committed[committed.length - 1]!.index
+    if (last > this.applied) {
+      ops.push({ type: 'put', key: APPLIED_KEY, value: String(last) })
+      // Not synced: the log entries are, and replay rebuilds these writes after a crash.
+      await this.db.batch(ops)
+      this.applied = last
+    }
+    for (const o of outcomes) {
+      const p = this.proposals.get(o.index)
+      if (!p) continue
+      this.proposals.delete(o.index)
+      p.cancelTimer()
+      if (p.term !== o.term) p.reject(unavailable('leadership changed before the write committed; it was not applied'))
+      else if (o.ok) p.resolve(o.value)
+      else p.reject(o.value as Error)
+    }
+    const ready = this.readsAwaitingApply.filter((r) => r.index <= this.applied)
+    this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > this.applied)
+    for (const { read } of ready) {
+      read.cancelTimer()
+      read.resolve()
+    }
+  }
+
+  /**
+   * The state machine's data in LevelDB is itself the snapshot (written with its applied index),
+   * so compaction only records the point and deletes log entries behind it, keeping a tail.
+   */
+  private async maybeCompact(): Promise<void> {
+    if (this.applied - this.compactedTo < this.compactEvery + this.retainEntries) return
+    const index = this.applied - this.retainEntries
+    const term = this.raft.log.term(index)
+    if (term === undefined) return
+    const meta = { index, term, membership: this.raft.membershipAt(index) }
+    const ops: BatchOp[] = [{ type: 'put', key: SNAPSHOT_KEY, value: JSON.stringify(meta) }]
+    for (let i = this.compactedTo + 1; i <= index; i++) ops.push({ type: 'del', key: entryKey(i) })
+    await this.db.batch(ops)
+    this.raft.compact(meta)
+    this.compactedTo = index
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  private timeout(fn: () => void): Cancel {
+    return this.clock.setTimer(this.requestTimeoutMs, fn)
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw unavailable('the server is shutting down')
+    if (this.broken) throw unavailable('storage failed; the server must be restarted')
+  }
+}
+
+function unavailable(message: string): GraceError {
+  return new GraceError('UNAVAILABLE', message)
+}
+
+/** A core refusal as the client sees it: 503, naming the leader when one is known. */
+function toGraceError(err: unknown): Error {
+  if (err instanceof RaftError) {
+    const leader = err.leader ? ` (leader: ${err.leader})` : ''
+    return unavailable(`${err.message}${leader}; retry`)
+  }
+  return err as Error
+}
+
+/** An error from the leader: its GraceError code travels back; a broken link is UNAVAILABLE. */
+function fromRemote(err: unknown, leader: NodeId): Error {
+  const e = err as { code?: string; remoteCode?: string; message?: string }
+  const code = e.remoteCode ?? e.code
+  if (code !== undefined && code in ERROR_CODES) return new GraceError(code as ErrorCode, e.message ?? 'error at the leader')
+  return unavailable(`the leader ${leader} did not answer (${e.message ?? String(err)}); retry`)
+}
