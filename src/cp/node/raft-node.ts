@@ -11,7 +11,7 @@ import type { Logger } from '../../core/logger.js'
 import type { BatchOp, Database } from '../../storage/db.js'
 import type { CpCommand, CpStatus, LogEntry, ReplicatedLog, StateMachine } from '../log.js'
 import { Raft, RaftError } from '../raft/raft.js'
-import type { Entry, Membership, Message, NodeId, Ready } from '../raft/types.js'
+import type { Entry, HardState, Membership, Message, NodeId, Ready } from '../raft/types.js'
 import { APPLIED_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, appendOps, entryKey, loadRaftState } from './raft-storage.js'
 
 /** What the driver needs from the peer transport (cluster/transport.ts provides it). */
@@ -336,22 +336,24 @@ export class RaftNode implements ReplicatedLog {
 
   private async persist(rd: Ready): Promise<void> {
     const ops: BatchOp[] = appendOps(rd.entries, this.storedLast)
-    if (rd.hardState) ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(rd.hardState) })
+    const hs = rd.hardState
+    if (hs && hs.term === this.persistedTermVote.term && hs.vote === this.persistedTermVote.vote && rd.entries.length === 0) {
+      // Only the commit index moved: it can be re-learned after a crash, so it rides along with
+      // the next state machine write instead of costing a write of its own.
+      this.commitToStore = hs
+    } else if (hs) {
+      ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(hs) })
+      this.persistedTermVote = { term: hs.term, vote: hs.vote }
+      this.commitToStore = null
+    }
     if (ops.length === 0) return
-    // Entries, and votes and terms, must be durable; a commit index alone can be re-learned.
-    const sync = rd.entries.length > 0 || (rd.hardState !== null && !this.onlyCommitChanged(rd))
-    await this.db.batch(ops, { sync })
+    // Entries, terms and votes must be durable before anything depends on them (5.1).
+    await this.db.batch(ops, { sync: true })
     if (rd.entries.length > 0) this.storedLast = rd.entries[rd.entries.length - 1]!.index
   }
 
-  private lastPersistedTermVote: { term: number; vote: string | null } = { term: -1, vote: null }
-
-  private onlyCommitChanged(rd: Ready): boolean {
-    const hs = rd.hardState!
-    const same = hs.term === this.lastPersistedTermVote.term && hs.vote === this.lastPersistedTermVote.vote
-    this.lastPersistedTermVote = { term: hs.term, vote: hs.vote }
-    return same
-  }
+  private persistedTermVote: { term: number; vote: string | null } = { term: -1, vote: null }
+  private commitToStore: HardState | null = null
 
   private async apply(committed: readonly Entry[]): Promise<void> {
     if (committed.length === 0) return
@@ -379,6 +381,10 @@ export class RaftNode implements ReplicatedLog {
     const last = committed[committed.length - 1]!.index
     if (last > this.applied) {
       ops.push({ type: 'put', key: APPLIED_KEY, value: String(last) })
+      if (this.commitToStore) {
+        ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(this.commitToStore) })
+        this.commitToStore = null
+      }
       // Not synced: the log entries are, and replay rebuilds these writes after a crash.
       await this.db.batch(ops)
       this.applied = last
