@@ -52,7 +52,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
   const naming = new NamingService(proxy, view, leases, opts.clock)
 
-  const app = buildApp({ naming, config, ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({ naming, config, clusterStatus: () => log.status(), ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
   leases.start()
 

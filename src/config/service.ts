@@ -5,7 +5,7 @@
 import { assert } from '../core/assert.js'
 import type { Clock } from '../core/clock.js'
 import { fail } from '../core/errors.js'
-import { type Fields, paging } from '../core/validate.js'
+import { type Fields, paging, queryBool } from '../core/validate.js'
 import type { ReplicatedLog } from '../cp/log.js'
 import type { Database } from '../storage/db.js'
 import { PUBLISH, type PublishCommand, type PublishResult, REMOVE, type RemoveCommand, type RemoveResult } from './commands.js'
@@ -57,7 +57,7 @@ export class ConfigService {
 
   async get(fields: Fields): Promise<Config> {
     const key = parseKey(fields)
-    await this.log.readBarrier()
+    if (!queryBool(fields.stale, 'stale', false)) await this.log.readBarrier()
     const config = this.sm.get(key)
     if (!config) fail('CONFIG_NOT_FOUND', `no config ${key.dataId} in group ${key.group} of namespace ${key.namespace}`)
     return config
@@ -67,7 +67,7 @@ export class ConfigService {
   async history(fields: Fields): Promise<HistoryPage> {
     const key = parseKey(fields)
     const { pageNo, pageSize } = paging(fields)
-    await this.log.readBarrier()
+    if (!queryBool(fields.stale, 'stale', false)) await this.log.readBarrier()
     return readHistory(this.db, configKeyString(key), this.sm.historyIdsOf(key), pageNo, pageSize)
   }
 

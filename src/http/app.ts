@@ -9,11 +9,12 @@ import { grace } from '../gen/proto.js'
 import type { ConfigService } from '../config/service.js'
 import { PROTOBUF_TYPE, send, wantsProtobuf } from './codec.js'
 import { AccessLog } from './access-log.js'
+import { type ClusterRouteDeps, registerClusterRoutes } from './routes/cluster.js'
 import { registerConfigRoutes } from './routes/config.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
 
-export interface AppDeps extends NamingRouteDeps {
+export interface AppDeps extends NamingRouteDeps, ClusterRouteDeps {
   config: ConfigService
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
@@ -89,6 +90,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerHealthRoutes(app, { isReady: () => !closing })
   registerNamingRoutes(app, deps)
   registerConfigRoutes(app, deps.config)
+  registerClusterRoutes(app, deps)
   return app
 }
 

@@ -89,8 +89,10 @@ export class NamingService {
   }
 
   async list(query: InstanceQuery): Promise<InstanceList> {
-    // Persistent data is read after a barrier, so a read sees every write acknowledged before it.
-    if (this.view.get(query)?.kind() === false) await this.proxy.durableReadBarrier()
+    // Persistent data is read after a barrier, so that a read sees every write acknowledged
+    // before it (a service this node does not know yet may be a persistent one it lags on).
+    // Ephemeral data is AP: this node's view is the answer.
+    if (!query.stale && this.view.get(query)?.kind() !== true) await this.proxy.durableReadBarrier()
     return this.view.list(query)
   }
 
@@ -118,15 +120,15 @@ export class NamingService {
     return (await this.durable({ type: 'naming.service.remove', name })) as { deleted: boolean }
   }
 
-  async getService(name: ServiceName): Promise<ServiceSummary> {
-    await this.proxy.durableReadBarrier()
+  async getService(name: ServiceName, stale = false): Promise<ServiceSummary> {
+    if (!stale) await this.proxy.durableReadBarrier()
     const entry = this.view.get(name)
     if (!entry) fail('SERVICE_NOT_FOUND', `service ${name.service} does not exist in group ${name.group} of namespace ${name.namespace}`)
     return summarize(entry)
   }
 
-  async listServices(namespace: string, group: string | undefined, pageNo: number, pageSize: number): Promise<ServicePage> {
-    await this.proxy.durableReadBarrier()
+  async listServices(namespace: string, group: string | undefined, pageNo: number, pageSize: number, stale = false): Promise<ServicePage> {
+    if (!stale) await this.proxy.durableReadBarrier()
     const matching: ServiceEntry[] = []
     for (const entry of this.view.entries()) {
       if (entry.name.namespace === namespace && (group === undefined || entry.name.group === group)) matching.push(entry)

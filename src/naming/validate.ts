@@ -152,6 +152,8 @@ export interface InstanceQuery extends ServiceName {
   readonly clusters: readonly string[]
   readonly healthyOnly: boolean
   readonly includeDisabled: boolean
+  /** Answer from this node's state without confirming it is current (faster, may lag). */
+  readonly stale: boolean
 }
 
 /** GET /v1/ns/instances. */
@@ -169,6 +171,7 @@ export function parseInstanceQuery(q: Fields): InstanceQuery {
     clusters,
     healthyOnly: queryBool(q.healthyOnly, 'healthyOnly', false),
     includeDisabled: queryBool(q.includeDisabled, 'includeDisabled', false),
+    stale: queryBool(q.stale, 'stale', false),
   }
 }
 

@@ -25,7 +25,7 @@ interface Harness extends ConfigStore {
 
 /** The app with the config routes, not yet ready. Naming is never called here. */
 function configApp(service: ConfigService): FastifyInstance {
-  return buildApp({ naming: {} as never, config: service })
+  return buildApp({ naming: {} as never, config: service, clusterStatus: () => ({}) as never })
 }
 
 /** A fresh store on a temporary LevelDB behind a ready app. */

@@ -375,6 +375,24 @@ t.test('protobuf in and out', (t) =>
   }),
 )
 
+t.test('cluster status: a standalone node is the leader of a group of one', (t) =>
+  withNode(t, async (n) => {
+    await n.call('POST', '/v1/ns/instances', { service: 'p', ip: '10.0.0.1', port: 1, ephemeral: false })
+    const status = (await n.call('GET', '/v1/cluster/status')).json()
+    t.match(status, { id: 'n1', role: 'leader', term: 1, leaderId: 'n1', membership: { voters: ['n1'], learners: [] } })
+    t.ok(status.commitIndex >= 2 && status.appliedIndex === status.commitIndex, 'the write is committed and applied')
+  }),
+)
+
+t.test('stale reads are an explicit opt-in, and answer the same on a single node', (t) =>
+  withNode(t, async (n) => {
+    await n.call('POST', '/v1/ns/instances', { service: 'p', ip: '10.0.0.1', port: 1, ephemeral: false })
+    t.same((await list(n, 'service=p&stale=true')).instances, (await list(n, 'service=p')).instances)
+    t.equal((await n.call('GET', '/v1/ns/services?service=p&stale=true')).statusCode, 200)
+    t.equal((await n.call('GET', '/v1/ns/instances?service=p&stale=maybe')).statusCode, 400)
+  }),
+)
+
 t.test('health endpoints', (t) =>
   withNode(t, async (n) => {
     t.same((await n.call('GET', '/healthz')).json(), { status: 'UP' })

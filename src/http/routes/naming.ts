@@ -2,7 +2,7 @@
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { fail } from '../../core/errors.js'
-import { type Fields, asFields, paging } from '../../core/validate.js'
+import { type Fields, asFields, paging, queryBool } from '../../core/validate.js'
 import { grace } from '../../gen/proto.js'
 import type { NamingService, ServiceSummary } from '../../naming/service.js'
 import {
@@ -51,10 +51,11 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
 
   app.get('/v1/ns/services', async (request, reply) => {
     const query = asFields(request.query)
-    if (query.service !== undefined) return sendService(request, reply, Service, await naming.getService(parseServiceName(query)))
+    const stale = queryBool(query.stale, 'stale', false)
+    if (query.service !== undefined) return sendService(request, reply, Service, await naming.getService(parseServiceName(query), stale))
     const { pageNo, pageSize } = paging(query)
     const group = query.group === undefined ? undefined : parseGroup(query.group)
-    const page = await naming.listServices(parseNamespace(query.namespace), group, pageNo, pageSize)
+    const page = await naming.listServices(parseNamespace(query.namespace), group, pageNo, pageSize, stale)
     return sendService(request, reply, ServiceList, page)
   })
 
