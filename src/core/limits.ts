@@ -35,4 +35,17 @@ export const LIMITS = {
   /** CP log: proposals written per fsync, and proposals waiting for one. */
   maxProposalsPerBatch: 1024,
   maxPendingProposals: 16_384,
+  /** Peer transport: one frame (a Raft append, a snapshot chunk, a call and its answer). */
+  maxPeerFrameBytes: 16 * 1024 * 1024,
+  /** Peer transport: a frame before the handshake has authenticated the other side. */
+  maxPeerHandshakeFrameBytes: 4096,
+  /** Peer transport: frames and bytes queued for one peer; past either, Raft messages drop. */
+  maxPeerQueueFrames: 4096,
+  maxPeerQueueBytes: 32 * 1024 * 1024,
+  /** Peer transport: calls to one peer awaiting an answer, and calls one connection serves at once. */
+  maxPeerCallsInFlight: 1024,
+  maxPeerServedInFlight: 1024,
+  /** Peer transport: accepted connections that have not finished the handshake, and its deadline. */
+  maxPeerPendingHandshakes: 64,
+  peerHandshakeTimeoutMs: 5000,
 } as const

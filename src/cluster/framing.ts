@@ -1,0 +1,141 @@
+// Length-prefixed frames on a byte stream: a 4-byte big-endian length, then that many bytes of
+// one encoded grace.peer.Frame. TCP delivers bytes in chunks of any size, so the decoder keeps a
+// partial frame across chunks and returns every complete frame a chunk finishes.
+
+import { grace } from '../gen/proto.js'
+
+/** The stream broke the framing rules; the connection is beyond repair and must be closed. */
+export class FramingError extends Error {
+  constructor(message: string) {
+    super(message)
+    this.name = 'FramingError'
+  }
+}
+
+/** Length prefix and encoded frame in one buffer, ready for socket.write. */
+export function encodeFrame(frame: grace.peer.Frame.$Properties, maxFrameBytes: number): Buffer {
+  const body = grace.peer.Frame.encode(frame).finish()
+  if (body.length > maxFrameBytes) throw new FramingError(`frame of ${body.length} bytes is over the limit of ${maxFrameBytes}`)
+  const out = Buffer.allocUnsafe(4 + body.length)
+  out.writeUInt32BE(body.length, 0)
+  out.set(body, 4)
+  return out
+}
+
+/** Decodes one frame body; a body that is not a Frame, or is empty of any kind, is a FramingError. */
+export function decodeFrame(body: Uint8Array): grace.peer.Frame {
+  let frame: grace.peer.Frame
+  try {
+    frame = grace.peer.Frame.decode(body)
+  } catch (err) {
+    throw new FramingError(`not a valid frame: ${(err as Error).message}`)
+  }
+  return frame
+}
+
+/** A uint64 as the decoder gives it (a Long, or a number), or null when above 2^53 - 1. */
+export function wireU64(v: unknown): number | null {
+  if (v === undefined || v === null) return 0
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v >= 0 ? v : null
+  const long = v as { low?: unknown; high?: unknown }
+  if (typeof long.low !== 'number' || typeof long.high !== 'number') return null
+  const hi = long.high >>> 0
+  if (hi > 0x1f_ffff) return null
+  return hi * 0x1_0000_0000 + (long.low >>> 0)
+}
+
+/**
+ * Splits a byte stream into frame bodies. A frame that lies inside one chunk comes out as a view
+ * of it (no copy); a frame spread over chunks is copied once into a buffer of its exact size,
+ * allocated when its length prefix is read, so memory is bounded by maxFrameBytes however the
+ * bytes are cut up.
+ */
+export class FrameDecoder {
+  /** The length prefix, while it arrives in pieces. */
+  private readonly header = Buffer.alloc(4)
+  private headerFilled = 0
+  /** Body length of the frame being read, or -1 while its length prefix is incomplete. */
+  private need = -1
+  /** The body being filled across chunks, and how much of it is there. */
+  private body: Buffer | null = null
+  private filled = 0
+
+  /** maxFrameBytes can be raised later (after a handshake) with setMaxFrameBytes. */
+  constructor(private maxFrameBytes: number) {}
+
+  setMaxFrameBytes(n: number): void {
+    this.maxFrameBytes = n
+  }
+
+  /** Bytes received that are not yet part of a complete frame. */
+  get pendingBytes(): number {
+    return this.headerFilled + this.filled + (this.need >= 0 && !this.body ? 4 : 0)
+  }
+
+  /**
+   * Adds a chunk and hands each frame body it completes to onFrame, in order, one at a time: a
+   * frame can change the limit for the next one (the handshake raises it), and onFrame returns
+   * false to stop (the connection is being closed; the rest of the chunk is not read). Throws
+   * FramingError when a length prefix announces more than maxFrameBytes.
+   */
+  push(chunk: Buffer, onFrame: (body: Buffer) => boolean): void {
+    let pos = 0
+    while (pos < chunk.length) {
+      if (this.body) {
+        const k = Math.min(this.need - this.filled, chunk.length - pos)
+        chunk.copy(this.body, this.filled, pos, pos + k)
+        this.filled += k
+        pos += k
+        if (this.filled === this.need) {
+          const body = this.body
+          this.body = null
+          this.filled = 0
+          this.need = -1
+          if (!onFrame(body)) return
+        }
+        continue
+      }
+      if (this.need < 0) {
+        if (this.headerFilled === 0 && chunk.length - pos >= 4) {
+          this.need = chunk.readUInt32BE(pos)
+          pos += 4
+        } else {
+          const k = Math.min(4 - this.headerFilled, chunk.length - pos)
+          chunk.copy(this.header, this.headerFilled, pos, pos + k)
+          this.headerFilled += k
+          pos += k
+          if (this.headerFilled < 4) break
+          this.headerFilled = 0
+          this.need = this.header.readUInt32BE(0)
+        }
+        if (this.need > this.maxFrameBytes) {
+          throw new FramingError(`frame length ${this.need} is over the limit of ${this.maxFrameBytes} bytes`)
+        }
+      }
+      if (chunk.length - pos >= this.need) {
+        const body = chunk.subarray(pos, pos + this.need)
+        pos += this.need
+        this.need = -1
+        if (!onFrame(body)) return
+      } else {
+        this.body = Buffer.allocUnsafe(this.need)
+        this.filled = 0
+      }
+    }
+    // A frame of length 0 whose prefix ends the chunk.
+    if (this.need === 0) {
+      this.need = -1
+      onFrame(Buffer.alloc(0))
+    }
+  }
+
+  /** push, collecting the bodies (for tests and simple readers). */
+  pushAll(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = []
+    this.push(chunk, (body) => {
+      out.push(body)
+      return true
+    })
+    return out
+  }
+}

@@ -1,0 +1,123 @@
+// Framing: a byte stream cut anywhere still yields whole frames, in order; an oversized length
+// prefix is refused before any of the body is buffered.
+
+import t from 'tap'
+import { FrameDecoder, FramingError, decodeFrame, encodeFrame, wireU64 } from '../../../src/cluster/framing.js'
+import { ackMac, confirmMac, macEquals } from '../../../src/cluster/handshake.js'
+
+const frames = [
+  encodeFrame({ ping: {} }, 1 << 20),
+  encodeFrame({ request: { id: 1, method: 'echo', payload: Buffer.from('hello') } }, 1 << 20),
+  encodeFrame({ request: { id: 2, method: 'big', payload: Buffer.alloc(200_000, 7) } }, 1 << 20),
+  encodeFrame({ response: { id: 2, errorCode: 'CAS_MISMATCH', errorMessage: 'md5 differs' } }, 1 << 20),
+  encodeFrame({ pong: {} }, 1 << 20),
+]
+const stream = Buffer.concat(frames)
+
+function kinds(bodies: Buffer[]): string[] {
+  return bodies.map((b) => decodeFrame(b).kind ?? '?')
+}
+
+t.test('one chunk with several frames', (t) => {
+  const d = new FrameDecoder(1 << 20)
+  t.same(kinds(d.pushAll(stream)), ['ping', 'request', 'request', 'response', 'pong'])
+  t.equal(d.pendingBytes, 0)
+  t.end()
+})
+
+t.test('every split point, and one byte at a time', (t) => {
+  for (const size of [1, 2, 3, 5, 7, 4096, 65536]) {
+    const d = new FrameDecoder(1 << 20)
+    const got: Buffer[] = []
+    for (let at = 0; at < stream.length; at += size) got.push(...d.pushAll(stream.subarray(at, at + size)))
+    t.same(kinds(got), ['ping', 'request', 'request', 'response', 'pong'], `chunks of ${size}`)
+    const big = decodeFrame(got[2]!).request!
+    t.equal(big.payload!.length, 200_000)
+    t.ok(Buffer.from(big.payload!).every((b) => b === 7), 'the large payload is intact')
+  }
+  // Two chunks, split at every position of the small frames.
+  const small = Buffer.concat([frames[0]!, frames[1]!, frames[3]!])
+  for (let cut = 0; cut <= small.length; cut++) {
+    const d = new FrameDecoder(1 << 20)
+    const got = [...d.pushAll(small.subarray(0, cut)), ...d.pushAll(small.subarray(cut))]
+    t.same(kinds(got), ['ping', 'request', 'response'], `cut at ${cut}`)
+  }
+  t.end()
+})
+
+t.test('empty frames come out as empty bodies, wherever the stream is cut', (t) => {
+  const s = Buffer.concat([Buffer.alloc(4), frames[0]!, Buffer.alloc(4)])
+  for (let cut = 0; cut <= s.length; cut++) {
+    const d = new FrameDecoder(100)
+    const got = [...d.pushAll(s.subarray(0, cut)), ...d.pushAll(s.subarray(cut))]
+    t.same(got.map((b) => b.length), [0, frames[0]!.length - 4, 0], `cut at ${cut}`)
+    t.equal(d.pendingBytes, 0)
+  }
+  t.end()
+})
+
+t.test('a new limit applies from the next frame of the same chunk, and onFrame can stop', (t) => {
+  const big = encodeFrame({ request: { id: 1, method: 'm', payload: Buffer.alloc(10_000) } }, 1 << 20)
+  const chunk = Buffer.concat([frames[0]!, big, frames[4]!])
+  const d = new FrameDecoder(100)
+  const got: number[] = []
+  d.push(chunk, (body) => {
+    got.push(body.length)
+    d.setMaxFrameBytes(1 << 20) // as the handshake does after its last frame
+    return true
+  })
+  t.same(got, [frames[0]!.length - 4, big.length - 4, frames[4]!.length - 4])
+  const d2 = new FrameDecoder(1 << 20)
+  let n = 0
+  d2.push(chunk, () => ++n < 2)
+  t.equal(n, 2, 'nothing is handed over after onFrame says stop')
+  t.end()
+})
+
+t.test('a length over the limit throws as soon as the prefix is complete', (t) => {
+  const d = new FrameDecoder(1000)
+  const header = Buffer.alloc(4)
+  header.writeUInt32BE(1001, 0)
+  t.same(d.pushAll(header.subarray(0, 3)), [])
+  t.throws(() => d.pushAll(header.subarray(3)), FramingError)
+  const d2 = new FrameDecoder(1000)
+  header.writeUInt32BE(1000, 0)
+  t.same(d2.pushAll(header), [], 'exactly the limit is fine, and waits for the body')
+  t.end()
+})
+
+t.test('encodeFrame refuses a frame over the limit', (t) => {
+  t.throws(() => encodeFrame({ request: { id: 1, method: 'x', payload: Buffer.alloc(2000) } }, 1000), FramingError)
+  t.end()
+})
+
+t.test('a body that is not a Frame is a FramingError', (t) => {
+  t.throws(() => decodeFrame(Buffer.from([0xff, 0xff, 0xff])), FramingError)
+  t.end()
+})
+
+t.test('wireU64 takes Longs and numbers, refuses what a double cannot hold', (t) => {
+  t.equal(wireU64({ low: 5, high: 0 }), 5)
+  t.equal(wireU64({ low: -1, high: 0x1f_ffff }), 2 ** 53 - 1)
+  t.equal(wireU64({ low: 0, high: 0x20_0000 }), null)
+  t.equal(wireU64(7), 7)
+  t.equal(wireU64(-1), null)
+  t.equal(wireU64(undefined), 0)
+  t.end()
+})
+
+t.test('the two handshake MACs differ and bind every field', (t) => {
+  const f = { dialerId: 'a', acceptorId: 'b', dialerNonce: Buffer.alloc(32, 1), acceptorNonce: Buffer.alloc(32, 2) }
+  const secret = 'a-cluster-secret-of-enough-length'
+  const ack = ackMac(secret, f)
+  t.notOk(macEquals(ack, confirmMac(secret, f)), 'an ack MAC cannot be reflected as a confirm MAC')
+  t.notOk(macEquals(ack, ackMac(secret, { ...f, dialerId: 'c' })))
+  t.notOk(macEquals(ack, ackMac(secret, { ...f, acceptorNonce: Buffer.alloc(32, 3) })))
+  t.notOk(macEquals(ack, ackMac('another-cluster-secret-here', f)))
+  // Length-prefixed fields: moving a separator between the ids changes the MAC.
+  t.notOk(macEquals(ackMac(secret, { ...f, dialerId: 'a|b', acceptorId: 'c' }), ackMac(secret, { ...f, dialerId: 'a', acceptorId: 'b|c' })))
+  t.ok(macEquals(ack, ackMac(secret, f)))
+  t.notOk(macEquals(ack, ack.subarray(0, 31)), 'a short MAC is wrong, not an exception')
+  t.notOk(macEquals(ack, undefined))
+  t.end()
+})
