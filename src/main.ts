@@ -6,6 +6,8 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import pino from 'pino'
 import { SystemClock } from './core/clock.js'
+import { PeerTransport, parsePeerAddress } from './cluster/transport.js'
+import type { Logger } from './core/logger.js'
 import { createGraceNode } from './node.js'
 import { openDatabase } from './storage/db.js'
 
@@ -16,6 +18,11 @@ Usage: grace [options]
   --port PORT        client port                (GRACE_PORT, default 8848)
   --data-dir DIR     LevelDB data directory     (GRACE_DATA_DIR, default ./data)
   --log-level LEVEL  fatal|error|warn|info|debug|trace|silent (GRACE_LOG_LEVEL, default info)
+  --node-id ID       this node's stable id      (GRACE_NODE_ID, default n1)
+  --members LIST     the cluster's voters and their peer addresses, id=host:port,...
+                     (GRACE_MEMBERS; absent: a standalone node). Must include this node.
+  --cluster-secret S shared secret authenticating peers, at least 16 characters
+                     (GRACE_CLUSTER_SECRET; required with --members; there is no default)
   --help             this text`
 
 export interface ServerSettings {
@@ -23,6 +30,28 @@ export interface ServerSettings {
   port: number
   dataDir: string
   logLevel: string
+  nodeId: string
+  /** Peer addresses by node id, this node included; empty for a standalone node. */
+  members: Map<string, string>
+  clusterSecret: string | undefined
+}
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+function parseMembers(list: string | undefined): Map<string, string> {
+  const members = new Map<string, string>()
+  if (!list) return members
+  for (const item of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = item.indexOf('=')
+    const id = item.slice(0, eq)
+    const address = item.slice(eq + 1)
+    if (eq <= 0 || !NODE_ID.test(id) || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(address)) {
+      throw new Error(`invalid member ${JSON.stringify(item)}: expected id=host:port`)
+    }
+    if (members.has(id)) throw new Error(`member ${id} is listed twice`)
+    members.set(id, address)
+  }
+  return members
 }
 
 export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSettings {
@@ -33,6 +62,9 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
       port: { type: 'string' },
       'data-dir': { type: 'string' },
       'log-level': { type: 'string' },
+      'node-id': { type: 'string' },
+      members: { type: 'string' },
+      'cluster-secret': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -45,11 +77,25 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`invalid port: ${values.port ?? env.GRACE_PORT}`)
   const logLevel = values['log-level'] ?? env.GRACE_LOG_LEVEL ?? 'info'
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new Error(`invalid log level: ${logLevel}`)
+  const nodeId = values['node-id'] ?? env.GRACE_NODE_ID ?? 'n1'
+  if (!NODE_ID.test(nodeId)) throw new Error(`invalid node id ${JSON.stringify(nodeId)}: letters, digits, '.', '_' and '-', at most 64`)
+  const members = parseMembers(values.members ?? env.GRACE_MEMBERS)
+  const clusterSecret = values['cluster-secret'] ?? env.GRACE_CLUSTER_SECRET
+  if (members.size > 0) {
+    if (!members.has(nodeId)) throw new Error(`--members does not list this node (${nodeId})`)
+    // CVE-2021-29441 in Nacos: peers must prove themselves, always. No default secret exists.
+    if (members.size > 1 && (clusterSecret === undefined || clusterSecret.length < 16)) {
+      throw new Error('a cluster needs --cluster-secret (or GRACE_CLUSTER_SECRET) of at least 16 characters')
+    }
+  }
   return {
     host: values.host ?? env.GRACE_HOST ?? '127.0.0.1',
     port,
     dataDir: resolve(values['data-dir'] ?? env.GRACE_DATA_DIR ?? './data'),
     logLevel,
+    nodeId,
+    members,
+    clusterSecret,
   }
 }
 
@@ -74,7 +120,18 @@ export async function main(argv: string[]): Promise<void> {
   const logger = pino({ level: settings.logLevel }, destination)
   mkdirSync(settings.dataDir, { recursive: true })
   const db = await openDatabase(settings.dataDir)
-  const node = await createGraceNode({ db, clock: new SystemClock(), random: Math.random, logger })
+  const transport = settings.members.size > 1 ? peerTransport(settings, logger) : undefined
+  const node = await createGraceNode({
+    db,
+    clock: new SystemClock(),
+    random: Math.random,
+    logger,
+    nodeId: settings.nodeId,
+    voters: settings.members.size > 0 ? [...settings.members.keys()] : [settings.nodeId],
+    ...(transport ? { transport } : {}),
+  })
+  // Handlers are registered by now (RaftNode.open); only then take peer traffic.
+  if (transport) await transport.start()
   const address = await node.app.listen({ host: settings.host, port: settings.port })
   logger.info({ address, dataDir: settings.dataDir }, 'grace is ready')
   destination.flush()
@@ -86,6 +143,7 @@ export async function main(argv: string[]): Promise<void> {
     logger.info({ signal }, 'shutting down: finishing requests in flight')
     try {
       await node.close()
+      await transport?.close()
       await db.close()
       logger.info('stopped')
       exit(0)
@@ -96,4 +154,11 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', () => void stop('SIGTERM'))
   process.on('SIGINT', () => void stop('SIGINT'))
+}
+
+function peerTransport(settings: ServerSettings, logger: Logger): PeerTransport {
+  const self = parsePeerAddress(settings.members.get(settings.nodeId)!)
+  const peers = new Map([...settings.members].filter(([id]) => id !== settings.nodeId))
+  // This node's own entry in --members is where it listens for peers.
+  return new PeerTransport({ selfId: settings.nodeId, listen: { host: self.host, port: self.port }, peers, secret: settings.clusterSecret!, logger })
 }

@@ -11,7 +11,8 @@ import { ConfigService } from './config/service.js'
 import { ConfigStateMachine } from './config/state-machine.js'
 import { ConsistencyProxy } from './consistency/proxy.js'
 import { CompositeStateMachine } from './consistency/state-machine.js'
-import { RaftNode } from './cp/node/raft-node.js'
+import { RaftNode, type RaftTransport } from './cp/node/raft-node.js'
+import type { NodeId } from './cp/raft/types.js'
 import { buildApp } from './http/app.js'
 import { ClientLeases } from './naming/leases.js'
 import { NamingService } from './naming/service.js'
@@ -26,6 +27,12 @@ export interface GraceNodeOptions {
   random: () => number
   /** pino logger: request lines and errors. Omitted: silent. */
   logger?: PinoLogger
+  /** This node's id: stable across restarts and address changes. Default n1. */
+  nodeId?: NodeId
+  /** The voters of a new cluster (ignored once the log has a membership). Default: this node alone. */
+  voters?: readonly NodeId[]
+  /** The authenticated peer transport, for a node with peers; main.ts creates it. */
+  transport?: RaftTransport
 }
 
 export interface GraceNode {
@@ -42,8 +49,18 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const view = new NamingView(opts.clock.now() * 1000)
   const configState = new ConfigStateMachine({ db: opts.db, logger })
   const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view), config: configState })
-  // Standalone: a Raft group of one, which leads at once. The cluster issue adds peers.
-  const log = await RaftNode.open({ id: 'n1', db: opts.db, stateMachine, clock: opts.clock, logger, random: opts.random, bootstrap: { voters: ['n1'], learners: [] } })
+  const nodeId = opts.nodeId ?? 'n1'
+  // Standalone, a Raft group of one, which leads at once; in a cluster, one voter of several.
+  const log = await RaftNode.open({
+    id: nodeId,
+    db: opts.db,
+    stateMachine,
+    clock: opts.clock,
+    logger,
+    random: opts.random,
+    bootstrap: { voters: [...(opts.voters ?? [nodeId])], learners: [] },
+    ...(opts.transport ? { transport: opts.transport } : {}),
+  })
   const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
   const ephemeral = new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)
