@@ -1,0 +1,139 @@
+// A real 3-node cluster of processes on loopback: writes through any node, linearizable reads
+// from every node, leader failure, catch-up after restart, and fast failure without a quorum.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { type ServerProcess, request, startServer } from '../helpers/process.js'
+
+const SECRET = 'test-cluster-secret-0123456789'
+
+async function freePort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
+  const port = (s.address() as { port: number }).port
+  await new Promise((r) => s.close(r))
+  return port
+}
+
+interface Cluster {
+  ids: string[]
+  servers: Map<string, ServerProcess>
+  start(id: string): Promise<ServerProcess>
+  kill(id: string): Promise<void>
+  status(id: string): Promise<{ role: string; leaderId: string | null; term: number; commitIndex: number; appliedIndex: number }>
+  leader(): Promise<string>
+}
+
+async function cluster(t: Test): Promise<Cluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-cluster-'))
+  const ids = ['n1', 'n2', 'n3']
+  const peerPorts = await Promise.all(ids.map(() => freePort()))
+  const members = ids.map((id, i) => `${id}=127.0.0.1:${peerPorts[i]}`).join(',')
+  const servers = new Map<string, ServerProcess>()
+  const c: Cluster = {
+    ids,
+    servers,
+    async start(id) {
+      const s = await startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET])
+      servers.set(id, s)
+      return s
+    },
+    async kill(id) {
+      const s = servers.get(id)!
+      s.child.kill('SIGKILL')
+      await s.exited
+      servers.delete(id)
+    },
+    async status(id) {
+      return (await request(`${servers.get(id)!.url}/v1/cluster/status`, 'GET')).body
+    },
+    async leader() {
+      for (let i = 0; i < 100; i++) {
+        for (const id of servers.keys()) {
+          const s = await c.status(id)
+          if (s.role === 'leader') return id
+        }
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      throw new Error('no leader in 5 s')
+    },
+  }
+  t.teardown(async () => {
+    for (const s of servers.values()) s.child.kill('SIGKILL')
+    await Promise.all([...servers.values()].map((s) => s.exited))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  await Promise.all(ids.map((id) => c.start(id)))
+  return c
+}
+
+t.test('a 3-node cluster: writes anywhere, reads everywhere, survives the loss of its leader', async (t) => {
+  const c = await cluster(t)
+  const leader = await c.leader()
+  const follower = c.ids.find((id) => id !== leader)!
+  const url = (id: string) => c.servers.get(id)!.url
+
+  // A persistent registration sent to a follower is forwarded and visible on every node.
+  const reg = await request(`${url(follower)}/v1/ns/instances`, 'POST', { service: 'pay', ip: '10.0.0.1', port: 8080, ephemeral: false })
+  t.equal(reg.status, 200, JSON.stringify(reg.body))
+  const cfg = await request(`${url(follower)}/v1/cs/configs`, 'POST', { dataId: 'app.yaml', content: 'a: 1' })
+  t.equal(cfg.status, 200)
+  for (const id of c.ids) {
+    const list = await request(`${url(id)}/v1/ns/instances?service=pay`, 'GET')
+    t.same(list.body.instances.map((i: { port: number }) => i.port), [8080], `${id} sees the registration at once (linearizable read)`)
+    t.equal((await request(`${url(id)}/v1/cs/configs?dataId=app.yaml`, 'GET')).body.content, 'a: 1')
+  }
+
+  // Kill the leader: a new one is elected and CP writes resume.
+  const killedAt = Date.now()
+  await c.kill(leader)
+  const survivor = c.ids.find((id) => id !== leader)!
+  let resumedAt = 0
+  for (let i = 0; i < 200 && !resumedAt; i++) {
+    const res = await request(`${url(survivor)}/v1/ns/instances`, 'POST', { service: 'pay', ip: '10.0.0.2', port: 8080, ephemeral: false }).catch(() => ({ status: 0, body: null }))
+    if (res.status === 200) resumedAt = Date.now()
+    else await new Promise((r) => setTimeout(r, 25))
+  }
+  t.ok(resumedAt > 0, 'writes resumed')
+  t.comment(`CP writes resumed ${resumedAt - killedAt} ms after SIGKILL of the leader ${leader}`)
+  t.ok(resumedAt - killedAt < 5000, `resumed within 5 s (${resumedAt - killedAt} ms)`)
+  const newLeader = await c.leader()
+  t.not(newLeader, leader)
+
+  // The killed node restarts on its data and catches up.
+  await c.start(leader)
+  let caughtUp = false
+  for (let i = 0; i < 100 && !caughtUp; i++) {
+    const list = await request(`${url(leader)}/v1/ns/instances?service=pay&stale=true`, 'GET')
+    caughtUp = list.body.instances.length === 2
+    if (!caughtUp) await new Promise((r) => setTimeout(r, 50))
+  }
+  t.ok(caughtUp, 'the restarted node caught up')
+  const statuses = await Promise.all(c.ids.map((id) => c.status(id)))
+  t.equal(new Set(statuses.map((s) => s.leaderId)).size, 1, 'all agree on the leader')
+})
+
+t.test('without a quorum, CP writes fail fast with 503 and reads do not hang', async (t) => {
+  const c = await cluster(t)
+  const leader = await c.leader()
+  const others = c.ids.filter((id) => id !== leader)
+  for (const id of others) await c.kill(id)
+  const url = c.servers.get(leader)!.url
+  const started = Date.now()
+  const res = await request(`${url}/v1/ns/instances`, 'POST', { service: 'pay', ip: '10.0.0.1', port: 1, ephemeral: false })
+  t.equal(res.status, 503)
+  t.equal(res.body.code, 'UNAVAILABLE')
+  t.ok(Date.now() - started < 7000, `failed in ${Date.now() - started} ms, never hangs`)
+  // Ephemeral (AP) registrations keep working on the isolated node.
+  const eph = await request(`${url}/v1/ns/instances`, 'POST', { service: 'eph', ip: '10.0.0.1', port: 1 })
+  t.equal(eph.status, 200)
+})
+
+t.test('a node refuses to join a cluster without a secret', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-nosecret-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  await t.rejects(startServer(dir, ['--node-id', 'n1', '--members', 'n1=127.0.0.1:1,n2=127.0.0.1:2']), /cluster-secret/)
+})
