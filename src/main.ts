@@ -23,6 +23,8 @@ Usage: grace [options]
                      (GRACE_MEMBERS; absent: a standalone node). Must include this node.
   --cluster-secret S shared secret authenticating peers, at least 16 characters
                      (GRACE_CLUSTER_SECRET; required with --members; there is no default)
+  --snapshot-every N compact the Raft log every N applied entries (GRACE_SNAPSHOT_EVERY, default 10000)
+  --snapshot-retain N entries kept behind the compaction point   (GRACE_SNAPSHOT_RETAIN, default 5000)
   --help             this text`
 
 export interface ServerSettings {
@@ -34,6 +36,15 @@ export interface ServerSettings {
   /** Peer addresses by node id, this node included; empty for a standalone node. */
   members: Map<string, string>
   clusterSecret: string | undefined
+  snapshotEvery: number
+  snapshotRetain: number
+}
+
+function positiveInt(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1 || n > 1e9) throw new Error(`${name} must be a whole number from 1`)
+  return n
 }
 
 const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
@@ -65,6 +76,8 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
       'node-id': { type: 'string' },
       members: { type: 'string' },
       'cluster-secret': { type: 'string' },
+      'snapshot-every': { type: 'string' },
+      'snapshot-retain': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -96,6 +109,8 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
     nodeId,
     members,
     clusterSecret,
+    snapshotEvery: positiveInt(values['snapshot-every'] ?? env.GRACE_SNAPSHOT_EVERY, '--snapshot-every', 10_000),
+    snapshotRetain: positiveInt(values['snapshot-retain'] ?? env.GRACE_SNAPSHOT_RETAIN, '--snapshot-retain', 5_000),
   }
 }
 
@@ -128,6 +143,8 @@ export async function main(argv: string[]): Promise<void> {
     logger,
     nodeId: settings.nodeId,
     voters: settings.members.size > 0 ? [...settings.members.keys()] : [settings.nodeId],
+    snapshotEvery: settings.snapshotEvery,
+    snapshotRetain: settings.snapshotRetain,
     ...(transport ? { transport } : {}),
   })
   // Handlers are registered by now (RaftNode.open); only then take peer traffic.

@@ -33,6 +33,9 @@ export interface GraceNodeOptions {
   voters?: readonly NodeId[]
   /** The authenticated peer transport, for a node with peers; main.ts creates it. */
   transport?: RaftTransport
+  /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
+  snapshotEvery?: number
+  snapshotRetain?: number
 }
 
 export interface GraceNode {
@@ -60,6 +63,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     random: opts.random,
     bootstrap: { voters: [...(opts.voters ?? [nodeId])], learners: [] },
     ...(opts.transport ? { transport: opts.transport } : {}),
+    ...(opts.snapshotEvery ? { compactEvery: opts.snapshotEvery } : {}),
+    ...(opts.snapshotRetain ? { retainEntries: opts.snapshotRetain } : {}),
   })
   const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
   const ephemeral = new MemoryEphemeralStore()

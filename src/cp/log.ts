@@ -30,7 +30,10 @@ export interface LogEntry {
  * that does not match, say), and must then leave memory and `ops` as they were.
  */
 export interface StateMachine {
-  /** Loads the in-memory state from storage at startup, before any entry is replayed. */
+  /**
+   * Replaces the in-memory state with what storage holds: at startup, before any entry is
+   * replayed, and after a snapshot from the leader replaced the stored state.
+   */
   load(): Promise<void>
   apply(entry: LogEntry, ops: BatchOp[]): unknown
 }

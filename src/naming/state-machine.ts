@@ -59,7 +59,10 @@ export class NamingStateMachine implements StateMachine {
     private readonly view: NamingView,
   ) {}
 
+  /** Replaces the CP part of the view with what storage holds (at startup, after a snapshot). */
   async load(): Promise<void> {
+    this.view.clearDurable()
+    this.cpServices.clear()
     for await (const value of this.db.values(prefixRange(PREFIX.namingService))) {
       const meta = JSON.parse(value) as ServiceMeta
       this.view.setMeta(meta, meta)

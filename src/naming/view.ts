@@ -111,6 +111,16 @@ export class NamingView {
     this.changed(entry)
   }
 
+  /** Forgets the CP part (metadata, persistent instances), before it is loaded again. */
+  clearDurable(): void {
+    for (const entry of [...this.services.values()]) {
+      if (!entry.meta && entry.persistent.size === 0) continue
+      entry.meta = undefined
+      entry.persistent.clear()
+      this.changed(entry)
+    }
+  }
+
   /** The answer to a query, built once per service revision and filter. */
   list(query: InstanceQuery): InstanceList {
     const entry = this.get(query)

@@ -16,6 +16,8 @@ export const PREFIX = {
   namingInstance: 'ns/ins/',
   config: 'cs/cfg/',
   configHistory: 'cs/his/',
+  /** A snapshot received from the Raft leader, staged before it is installed. */
+  snapshotStage: 'snap/',
 } as const
 
 export async function openDatabase(dir: string): Promise<Database> {

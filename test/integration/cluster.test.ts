@@ -27,7 +27,7 @@ interface Cluster {
   leader(): Promise<string>
 }
 
-async function cluster(t: Test): Promise<Cluster> {
+async function cluster(t: Test, extraArgs: string[] = []): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'grace-cluster-'))
   const ids = ['n1', 'n2', 'n3']
   const peerPorts = await Promise.all(ids.map(() => freePort()))
@@ -37,7 +37,7 @@ async function cluster(t: Test): Promise<Cluster> {
     ids,
     servers,
     async start(id) {
-      const s = await startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET])
+      const s = await startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET, ...extraArgs])
       servers.set(id, s)
       return s
     },
@@ -114,6 +114,47 @@ t.test('a 3-node cluster: writes anywhere, reads everywhere, survives the loss o
   t.ok(caughtUp, 'the restarted node caught up')
   const statuses = await Promise.all(c.ids.map((id) => c.status(id)))
   t.equal(new Set(statuses.map((s) => s.leaderId)).size, 1, 'all agree on the leader')
+})
+
+t.test('7: a node that missed more than the leader keeps receives a snapshot, installs it, and catches up', async (t) => {
+  const c = await cluster(t, ['--snapshot-every', '20', '--snapshot-retain', '5'])
+  const leader = await c.leader()
+  const lagging = c.ids.find((id) => id !== leader)!
+  const url = (id: string) => c.servers.get(id)!.url
+  await request(`${url(leader)}/v1/cs/configs`, 'POST', { dataId: 'before', content: 'x' })
+  await c.kill(lagging)
+  // Far more than the leader keeps: its log is compacted past what the lagging node has.
+  for (let i = 0; i < 120; i++) {
+    const res = await request(`${url(leader)}/v1/ns/instances`, 'POST', { service: 'snap', ip: '10.0.1.1', port: 1000 + i, ephemeral: false })
+    if (res.status !== 200) t.fail(`write ${i}: ${JSON.stringify(res.body)}`)
+  }
+  await request(`${url(leader)}/v1/cs/configs`, 'POST', { dataId: 'after', content: 'y' })
+  await c.start(lagging)
+  let count = 0
+  for (let i = 0; i < 100 && count !== 120; i++) {
+    const list = await request(`${url(lagging)}/v1/ns/instances?service=snap&stale=true`, 'GET')
+    count = list.body.instances.length
+    if (count !== 120) await new Promise((r) => setTimeout(r, 100))
+  }
+  t.equal(count, 120, 'the restarted node has every instance')
+  // Log lines are flushed every second.
+  const installed = () => c.servers.get(lagging)!.logs.some((l) => l.msg === 'snapshot installed')
+  for (let i = 0; i < 30 && !installed(); i++) await new Promise((r) => setTimeout(r, 100))
+  t.ok(installed(), 'it got there by a snapshot, not the log')
+  t.equal((await request(`${url(lagging)}/v1/cs/configs?dataId=after&stale=true`, 'GET')).body.content, 'y')
+  t.equal((await request(`${url(lagging)}/v1/cs/configs?dataId=before&stale=true`, 'GET')).body.content, 'x')
+  // History came with the snapshot too, and the node keeps following the log afterwards.
+  await request(`${url(leader)}/v1/cs/configs`, 'POST', { dataId: 'after', content: 'z' })
+  let content = ''
+  for (let i = 0; i < 50 && content !== 'z'; i++) {
+    content = (await request(`${url(lagging)}/v1/cs/configs?dataId=after&stale=true`, 'GET')).body.content
+    if (content !== 'z') await new Promise((r) => setTimeout(r, 50))
+  }
+  t.equal(content, 'z')
+  const history = await request(`${url(lagging)}/v1/cs/configs/history?dataId=after&stale=true`, 'GET')
+  t.same(history.body.items.map((h: { content: string }) => h.content), ['z', 'y'])
+  const status = await c.status(lagging)
+  t.equal(status.appliedIndex, (await c.status(leader)).appliedIndex)
 })
 
 t.test('without a quorum, CP writes fail fast with 503 and reads do not hang', async (t) => {

@@ -11,8 +11,19 @@ import type { Logger } from '../../core/logger.js'
 import type { BatchOp, Database } from '../../storage/db.js'
 import type { CpCommand, CpStatus, LogEntry, ReplicatedLog, StateMachine } from '../log.js'
 import { Raft, RaftError } from '../raft/raft.js'
-import type { Entry, HardState, Membership, Message, NodeId, Ready } from '../raft/types.js'
-import { APPLIED_KEY, HARD_STATE_KEY, SNAPSHOT_KEY, appendOps, entryKey, loadRaftState } from './raft-storage.js'
+import type { Entry, HardState, Membership, Message, NodeId, Ready, SnapshotMeta } from '../raft/types.js'
+import {
+  APPLIED_KEY,
+  HARD_STATE_KEY,
+  INSTALLING_KEY,
+  SNAPSHOT_KEY,
+  STAGE_PREFIX,
+  appendOps,
+  entryKey,
+  isStateMachineKey,
+  loadRaftState,
+} from './raft-storage.js'
+import { prefixRange, PREFIX } from '../../storage/db.js'
 
 /** What the driver needs from the peer transport (cluster/transport.ts provides it). */
 export interface RaftTransport {
@@ -67,6 +78,19 @@ interface PendingReadIndex {
 
 const PROPOSE = 'raft.propose'
 const READ_INDEX = 'raft.readIndex'
+const SNAPSHOT_CHUNK = 'raft.snapshotChunk'
+/** Snapshot data per call: far below the transport's frame limit, large enough to move fast. */
+const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
+const INSTALL_BATCH_OPS = 10_000
+
+interface SnapshotChunk {
+  readonly id: string
+  readonly seq: number
+  readonly pairs: [string, string][]
+  /** On the last chunk: the snapshot's point, and the leader's term for the message. */
+  readonly meta?: SnapshotMeta
+  readonly term?: number
+}
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
@@ -123,6 +147,9 @@ export class RaftNode implements ReplicatedLog {
 
   /** Loads the stored state, rebuilds the state machine, and starts ticking. */
   static async open(opts: RaftNodeOptions): Promise<RaftNode> {
+    // A crash in the middle of installing a snapshot: finish it from the staged copy.
+    const installing = await opts.db.get(INSTALLING_KEY)
+    if (installing) await installStaged(opts.db, JSON.parse(installing) as SnapshotMeta)
     const state = await loadRaftState(opts.db)
     await opts.stateMachine.load()
     const node = new RaftNode(opts, state)
@@ -144,6 +171,10 @@ export class RaftNode implements ReplicatedLog {
       const { command } = JSON.parse(decoder.decode(payload)) as { command: CpCommand }
       const result = await this.proposeLocally(command)
       return encoder.encode(JSON.stringify({ result: result ?? null }))
+    })
+    this.transport?.onCall(SNAPSHOT_CHUNK, async (from, payload) => {
+      await this.receiveSnapshotChunk(from, JSON.parse(decoder.decode(payload)) as SnapshotChunk)
+      return new Uint8Array(0)
     })
     this.transport?.onCall(READ_INDEX, async () => {
       const index = await this.leaderReadIndex()
@@ -331,10 +362,95 @@ export class RaftNode implements ReplicatedLog {
 
   private send(messages: readonly Message[]): void {
     if (!this.transport) return
-    for (const m of messages) this.transport.sendRaft(m.to, m)
+    for (const m of messages) {
+      if (m.type === 'snapshot') this.streamSnapshot(m.to)
+      else this.transport.sendRaft(m.to, m)
+    }
+  }
+
+  // ---- snapshots (7): the leader streams its state; the follower stages, then installs -------
+
+  private snapshotsInFlight = new Set<NodeId>()
+  private staging: { id: string; next: number } | null = null
+
+  private streamSnapshot(to: NodeId): void {
+    if (this.snapshotsInFlight.has(to)) return
+    this.snapshotsInFlight.add(to)
+    void this.sendSnapshotData(to).then((ok) => {
+      this.snapshotsInFlight.delete(to)
+      if (this.closed) return
+      this.raft.reportSnapshot(to, ok)
+      this.kick()
+    })
+  }
+
+  /**
+   * Streams the state machine's data as one consistent LevelDB view (an iterator sees the
+   * database as of its creation), with the applied index read from the same view: the data and
+   * that index are always written in one batch, so the pair is a snapshot at that index.
+   */
+  private async sendSnapshotData(to: NodeId): Promise<boolean> {
+    const transport = this.transport!
+    const id = `${this.clock.now()}-${Math.floor(Math.random() * 1e9)}`
+    let seq = 0
+    let pairs: [string, string][] = []
+    let bytes = 0
+    let applied = 0
+    try {
+      for await (const [key, value] of this.db.iterator()) {
+        if (key === APPLIED_KEY) applied = Number(value)
+        if (!isStateMachineKey(key)) continue
+        pairs.push([key, value])
+        bytes += key.length + value.length
+        if (bytes >= SNAPSHOT_CHUNK_BYTES) {
+          await transport.call(to, SNAPSHOT_CHUNK, encoder.encode(JSON.stringify({ id, seq: seq++, pairs })), this.requestTimeoutMs)
+          pairs = []
+          bytes = 0
+        }
+      }
+      const term = this.raft.log.term(applied)
+      if (term === undefined) throw new Error(`no term for applied index ${applied}`)
+      const meta: SnapshotMeta = { index: applied, term, membership: this.raft.membershipAt(applied) }
+      const last: SnapshotChunk = { id, seq, pairs, meta, term: this.raft.softState().term }
+      await transport.call(to, SNAPSHOT_CHUNK, encoder.encode(JSON.stringify(last)), this.requestTimeoutMs)
+      this.logger.info({ to, index: applied, chunks: seq + 1 }, 'snapshot sent')
+      return true
+    } catch (err) {
+      this.logger.warn({ to, err: (err as Error).message }, 'snapshot transfer failed; will retry')
+      return false
+    }
+  }
+
+  private async receiveSnapshotChunk(from: NodeId, chunk: SnapshotChunk): Promise<void> {
+    if (chunk.seq === 0) {
+      await this.db.clear(prefixRange(STAGE_PREFIX))
+      this.staging = { id: chunk.id, next: 0 }
+    }
+    if (!this.staging || this.staging.id !== chunk.id || this.staging.next !== chunk.seq) {
+      throw new GraceError('UNAVAILABLE', 'snapshot chunk out of order; start again')
+    }
+    await this.db.batch(chunk.pairs.map(([k, v]) => ({ type: 'put' as const, key: STAGE_PREFIX + k, value: v })))
+    this.staging.next++
+    if (chunk.meta) {
+      this.staging = null
+      // The data is staged: now the core may take the snapshot (and ready() will say install it).
+      this.raft.step({ type: 'snapshot', from, to: this.raft.status().id, term: chunk.term!, meta: chunk.meta })
+      this.kick()
+    }
+  }
+
+  private async installSnapshot(meta: SnapshotMeta): Promise<void> {
+    await this.db.put(INSTALLING_KEY, JSON.stringify(meta), { sync: true })
+    await installStaged(this.db, meta)
+    await this.sm.load()
+    this.applied = meta.index
+    this.storedLast = meta.index
+    this.compactedTo = meta.index
+    this.logger.info({ index: meta.index, term: meta.term }, 'snapshot installed')
   }
 
   private async persist(rd: Ready): Promise<void> {
+    if (rd.snapshot) await this.installSnapshot(rd.snapshot)
     const ops: BatchOp[] = appendOps(rd.entries, this.storedLast)
     const hs = rd.hardState
     if (hs && hs.term === this.persistedTermVote.term && hs.vote === this.persistedTermVote.vote && rd.entries.length === 0) {
@@ -433,6 +549,33 @@ export class RaftNode implements ReplicatedLog {
     if (this.closed) throw unavailable('the server is shutting down')
     if (this.broken) throw unavailable('storage failed; the server must be restarted')
   }
+}
+
+/**
+ * Replaces the state machine's data and the log with a staged snapshot, in bounded batches.
+ * INSTALLING_KEY marks the work as unfinished until the last batch clears it, so a crash midway
+ * is finished at the next start (the staged copy stays until then).
+ */
+async function installStaged(db: Database, meta: SnapshotMeta): Promise<void> {
+  let ops: BatchOp[] = []
+  const flush = async () => {
+    if (ops.length > 0) await db.batch(ops)
+    ops = []
+  }
+  for await (const key of db.keys()) {
+    if (isStateMachineKey(key) || key.startsWith(PREFIX.cpLog)) ops.push({ type: 'del', key })
+    if (ops.length >= INSTALL_BATCH_OPS) await flush()
+  }
+  // The staged copy stays until the install is marked done: a crash in this loop redoes it all.
+  for await (const [key, value] of db.iterator(prefixRange(STAGE_PREFIX))) {
+    ops.push({ type: 'put', key: key.slice(STAGE_PREFIX.length), value })
+    if (ops.length >= INSTALL_BATCH_OPS) await flush()
+  }
+  ops.push({ type: 'put', key: SNAPSHOT_KEY, value: JSON.stringify(meta) })
+  ops.push({ type: 'put', key: APPLIED_KEY, value: String(meta.index) })
+  ops.push({ type: 'del', key: INSTALLING_KEY })
+  await flush()
+  await db.clear(prefixRange(STAGE_PREFIX))
 }
 
 function unavailable(message: string): GraceError {

@@ -11,6 +11,15 @@ import type { Entry, HardState, SnapshotMeta } from '../raft/types.js'
 export const HARD_STATE_KEY = PREFIX.cpMeta + 'hardstate'
 export const SNAPSHOT_KEY = PREFIX.cpMeta + 'snapshot'
 export const APPLIED_KEY = PREFIX.cpMeta + 'applied'
+/** Set while a received snapshot replaces the state machine's data; a restart finishes the job. */
+export const INSTALLING_KEY = PREFIX.cpMeta + 'installing'
+/** Where a snapshot from the leader is staged, chunk by chunk, before it is installed. */
+export const STAGE_PREFIX = PREFIX.snapshotStage
+
+/** Keys that belong to the state machine (what a snapshot carries). */
+export function isStateMachineKey(key: string): boolean {
+  return !key.startsWith('cp/') && !key.startsWith(STAGE_PREFIX)
+}
 
 export function entryKey(index: number): string {
   return PREFIX.cpLog + indexKey(index)
