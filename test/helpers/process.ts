@@ -25,7 +25,7 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
   child.stderr!.on('data', (d) => (stderr += d))
   // 'close', not 'exit': by then every line the server wrote has been read.
   const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)))
-  const url = await new Promise<string>((resolve, reject) => {
+  const ready = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in 15 s: ${stderr}`)), 15_000)
     createInterface({ input: child.stdout! }).on('line', (line) => {
       let entry: Record<string, unknown>
@@ -42,6 +42,14 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
     })
     void exited.then((code) => reject(new Error(`server exited (${code}) before it was ready: ${stderr}`)))
   })
+  let url: string
+  try {
+    url = await ready
+  } catch (err) {
+    // A server that never became ready must not outlive the test.
+    child.kill('SIGKILL')
+    throw err
+  }
   return { child, url, logs, exited }
 }
 
