@@ -1,7 +1,9 @@
-// `npm run bench [-- --quick | --duration S] [--warmup S] [--retries N] [--only id,id]`
+// `npm run bench [-- --quick | --duration S] [--warmup S] [--pairs N] [--quiet-wait S] [--only id,id]`
 //
 // Drives the real Grace server and a no-op fastify "roof" with autocannon, scenario by scenario,
-// and reports Grace's throughput as a share of the roof's. See docs/benchmarks.md for the method.
+// and reports Grace's throughput as a share of the roof's: per cell, the median ratio of several
+// alternating roof/Grace pairs, with autocannon and the servers pinned to separate CPUs where
+// taskset allows. See docs/benchmarks.md for the method.
 
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -10,7 +12,9 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { describeMachine, load1 } from './machine.js'
 import { measure } from './measure.js'
-import { type Row, type RunInfo, docsSection, failures, noisy, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
+import { pinSelf } from './pinning.js'
+import { waitQuiet } from './quiet.js'
+import { NOISY_OTHER_CPU_PCT, type Pair, type Row, type RunInfo, docsSection, failures, noisyPairs, pairRatio, ratio, ratioRange, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
 import { SCENARIOS, type Scenario, sampleAnswer } from './scenarios.js'
 import { type RunningServer, freePort, startServer } from './servers.js'
 
@@ -25,25 +29,40 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     duration: { type: 'string' },
     warmup: { type: 'string', default: '2' },
+    pairs: { type: 'string' },
+    'quiet-wait': { type: 'string', default: '60' },
     only: { type: 'string' },
-    retries: { type: 'string', default: '1' },
     help: { type: 'boolean', default: false },
   },
 })
 if (opts.help) {
-  console.log('usage: npm run bench -- [--quick | --duration S] [--warmup S] [--retries N] [--only eph-register,per-register,query,config-publish,config-get]')
+  console.log(
+    'usage: npm run bench -- [--quick | --duration S] [--warmup S] [--pairs N] [--quiet-wait S] [--only eph-register,per-register,query,config-publish,config-get]\n' +
+      '  --duration S  measured seconds per run (default 5; --quick: 3)\n' +
+      '  --warmup S    unmeasured seconds before each run (default 2)\n' +
+      '  --pairs N     alternating roof/Grace pairs per cell (default 3; --quick: 2)\n' +
+      `  --quiet-wait S  before a pair, wait up to S seconds while other processes use over ${NOISY_OTHER_CPU_PCT} % of a core (default 60; 0: never)`,
+  )
   process.exit(0)
 }
-const durationS = positive('--duration', opts.duration ?? (opts.quick ? '3' : '10'))
+const durationS = positive('--duration', opts.duration ?? (opts.quick ? '3' : '5'))
 const warmupS = positive('--warmup', opts.warmup)
-const retries = Number(opts.retries)
-if (!Number.isInteger(retries) || retries < 0) fatal(`--retries must be a whole number, got ${opts.retries}`)
+const pairs = Number(opts.pairs ?? (opts.quick ? '2' : '3'))
+if (!Number.isInteger(pairs) || pairs < 1) fatal(`--pairs must be a whole number ≥ 1, got ${opts.pairs}`)
+const quietWaitS = Number(opts['quiet-wait'])
+if (!(quietWaitS >= 0)) fatal(`--quiet-wait must be a number of seconds ≥ 0, got ${opts['quiet-wait']}`)
+let quietWaitedS = 0
 const only = opts.only?.split(',').map((s) => s.trim())
 const scenarios = SCENARIOS.filter((s) => !only || only.includes(s.id))
 if (scenarios.length === 0) fatal(`--only matched no scenario; ids: ${SCENARIOS.map((s) => s.id).join(', ')}`)
 
 const loadBefore = load1()
 if (loadBefore > BUSY_LOAD) progress(`warning: 1-minute load is ${loadBefore} on ${describeMachine().cores} cores; numbers will be noisy`)
+// Before any server starts: pins this process (autocannon) and picks the servers' CPU.
+const pinning = pinSelf()
+progress(`pinning: ${pinning.note}`)
+const cells = scenarios.length * CONNECTIONS.length
+progress(`${cells} cells × ${pairs} pairs × 2 runs of ${warmupS} + ${durationS} s: about ${Math.ceil((cells * pairs * 2 * (warmupS + durationS)) / 60)} minutes`)
 
 const tmp = mkdtempSync(join(tmpdir(), 'grace-bench-'))
 const graceLog = join(tmp, 'grace.log')
@@ -64,7 +83,7 @@ let graceLogBytes = 0
 let graceStderr = ''
 try {
   const roofPort = await freePort()
-  const roof = await startServer({ name: 'roof', args: [ROOF_SCRIPT, '--host', '127.0.0.1', '--port', String(roofPort)] }, roofPort)
+  const roof = await startServer({ name: 'roof', args: [ROOF_SCRIPT, '--host', '127.0.0.1', '--port', String(roofPort)], pinning }, roofPort)
   servers.push(roof)
   const gracePort = await freePort()
   const grace = await startServer(
@@ -73,24 +92,27 @@ try {
       args: [join(ROOT, 'bin/grace.js'), '--host', '127.0.0.1', '--port', String(gracePort), '--data-dir', join(tmp, 'data'), '--log-level', 'info'],
       stdoutFile: graceLog,
       stderrFile: graceStderrFile,
+      pinning,
     },
     gracePort,
   )
   servers.push(grace)
-
-  for (const scenario of scenarios) {
-    for (const connections of CONNECTIONS) {
-      // A shared machine: when other processes took CPU during the cell, measure it again and
-      // keep the quieter attempt, chosen by the machine's noise, never by the numbers. A FAILED
-      // attempt is always kept: another attempt must not hide it.
-      let row = await measureCell(scenario, connections, roof, grace)
-      for (let retry = 0; retry < retries && noisy(row) && failures(row).length === 0; retry++) {
-        progress(`  noisy (other processes used ${Math.round(noise(row))}% of a core), measuring again`)
-        const again = await measureCell(scenario, connections, roof, grace)
-        if (failures(again).length > 0 || noise(again) < noise(row)) row = again
+  // The kernel's word that the pinning took, not only that taskset was asked.
+  if (pinning.serverCpu !== undefined) {
+    for (const server of [roof, grace]) {
+      const cpus = server.cpus()
+      if (cpus?.length !== 1 || cpus[0] !== pinning.serverCpu) {
+        pinning.note += `; but ${server.name} may run on CPUs ${cpus?.join(',') ?? 'unknown'}`
+        progress(`warning: ${server.name} is not pinned to CPU ${pinning.serverCpu} (allowed: ${cpus?.join(',') ?? 'unknown'})`)
       }
-      rows.push(row)
     }
+  }
+
+  // No retry when other processes were busy (an earlier version measured a noisy cell again):
+  // the median over alternating pairs already sets a disturbed pair aside, and the noise is
+  // still recorded and shown per cell.
+  for (const scenario of scenarios) {
+    for (const connections of CONNECTIONS) rows.push(await measureCell(scenario, connections, roof, grace))
   }
   graceLogBytes = statSync(graceLog).size
   graceExit = await grace.stop()
@@ -107,6 +129,10 @@ const info: RunInfo = {
   command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
   durationS,
   warmupS,
+  pairs,
+  pinning: pinning.note,
+  quietWaitedS,
+  quietWaitS,
   machine: describeMachine(),
   loadBefore,
   loadAfter: load1(),
@@ -130,36 +156,46 @@ if (rows.some((r) => failures(r).length > 0)) process.exitCode = 1
 
 async function measureCell(scenario: Scenario, connections: number, roof: RunningServer, grace: RunningServer): Promise<Row> {
   const settings = { connections, warmupS, durationS }
-  progress(`${scenario.id} c=${connections}: roof`)
-  const roofResult = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
-  progress(`${scenario.id} c=${connections}: grace`)
-  // A failed preparation or check fails the cell, not the run: the other cells still count.
-  const problems: string[] = []
-  await scenario.prepare?.(grace.url).catch((err: Error) => problems.push(`preparing: ${err.message}`))
-  const graceResult = await measure(grace.url, scenario.requests, settings, grace.cpuSeconds)
-  const exited = grace.exited()
-  if (exited !== undefined) throw new Error(`Grace exited (${exited}) during ${scenario.id}${grace.tails()}`)
-  await scenario
-    .check?.(grace.url)
-    .then((problem) => problem && problems.push(problem))
-    .catch((err: Error) => problems.push(`checking: ${err.message}`))
-  if (graceResult.non2xx > 0) {
-    await sampleAnswer(grace.url, scenario).then((answer) => problems.push(`e.g. ${answer}`), () => {})
+  const row: Row = { scenario: scenario.id, title: scenario.title, connections, pairs: [], problems: [] }
+  for (let i = 1; i <= pairs; i++) {
+    const label = `${scenario.id} c=${connections} pair ${i}/${pairs}`
+    quietWaitedS += await waitQuiet([roof, grace], quietWaitS, progress)
+    progress(`${label}: roof`)
+    const roofResult = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
+    progress(`${label}: grace`)
+    // A failed preparation or check fails the cell, not the run: the other cells still count.
+    const problems: string[] = []
+    await scenario.prepare?.(grace.url).catch((err: Error) => problems.push(`preparing: ${err.message}`))
+    const graceResult = await measure(grace.url, scenario.requests, settings, grace.cpuSeconds)
+    const exited = grace.exited()
+    if (exited !== undefined) throw new Error(`Grace exited (${exited}) during ${scenario.id}${grace.tails()}`)
+    await scenario
+      .check?.(grace.url)
+      .then((problem) => problem && problems.push(problem))
+      .catch((err: Error) => problems.push(`checking: ${err.message}`))
+    // One sample answer per cell says what the failing requests got; more would repeat it.
+    if (graceResult.non2xx > 0 && row.problems.length === 0) {
+      await sampleAnswer(grace.url, scenario).then((answer) => row.problems.push(`e.g. ${answer}`), () => {})
+    }
+    const pair: Pair = { roof: roofResult, grace: graceResult, problems }
+    row.pairs.push(pair)
+    progress(
+      `  ratio ${pairRatio(pair).toFixed(2)}: roof ${Math.round(roofResult.reqPerSec)} req/s ` +
+        `(cpu ${Math.round(roofResult.serverCpuPct)}%, ${Math.round(roofResult.serverCpuUsPerReq)} µs/req), ` +
+        `grace ${Math.round(graceResult.reqPerSec)} req/s (cpu ${Math.round(graceResult.serverCpuPct)}%, ${Math.round(graceResult.serverCpuUsPerReq)} µs/req), ` +
+        `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, ` +
+        `other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}%`,
+    )
   }
-  const row: Row = { scenario: scenario.id, title: scenario.title, connections, roof: roofResult, grace: graceResult, problems }
   const failed = failures(row)
+  const range = ratioRange(row)
+  const noisy = noisyPairs(row)
   progress(
-    `  roof ${Math.round(roofResult.reqPerSec)} req/s (cpu ${Math.round(roofResult.serverCpuPct)}%), ` +
-      `grace ${Math.round(graceResult.reqPerSec)} req/s (cpu ${Math.round(graceResult.serverCpuPct)}%), ` +
-      `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, ` +
-      `other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}%` +
+    `  => ${scenario.id} c=${connections}: Grace/roof ${ratio(row).toFixed(2)} (${range.min.toFixed(2)}–${range.max.toFixed(2)})` +
+      (noisy ? `, ${noisy} noisy pair${noisy === 1 ? '' : 's'}` : '') +
       (failed.length ? `  FAILED: ${failed.join('; ')}` : ''),
   )
   return row
-}
-
-function noise(row: Row): number {
-  return Math.max(row.roof.otherCpuPct, row.grace.otherCpuPct)
 }
 
 function positive(name: string, value: string): number {

@@ -26,6 +26,11 @@ export interface Measurement {
   bytesPerResponse: number
   /** Percent of one core over the measured run: which side was the bottleneck. */
   serverCpuPct: number
+  /**
+   * Server CPU time (all threads) per response, in µs. Unlike req/s it does not depend on how
+   * much of its core the server got, so it is the steadier measure of the work per request.
+   */
+  serverCpuUsPerReq: number
   clientCpuPct: number
   /** What other processes on the machine used meanwhile: high means the numbers are noisy. */
   otherCpuPct: number
@@ -52,6 +57,8 @@ export async function measure(
   const pct = (start: number | undefined, end: number | undefined) =>
     start === undefined || end === undefined ? Number.NaN : (100 * (end - start)) / wallS
   const serverCpuPct = pct(serverStart, serverEnd)
+  const serverCpuUsPerReq =
+    serverStart === undefined || serverEnd === undefined || r.requests.total === 0 ? Number.NaN : ((serverEnd - serverStart) * 1e6) / r.requests.total
   const clientCpuPct = (100 * (client.user + client.system)) / 1e6 / wallS
   const sorted = main.latencies.sort()
   return {
@@ -67,6 +74,7 @@ export async function measure(
     statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([code, s]) => [code, s.count])),
     bytesPerResponse: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
     serverCpuPct,
+    serverCpuUsPerReq,
     clientCpuPct,
     otherCpuPct: Math.max(0, pct(machineStart, machineEnd) - serverCpuPct - clientCpuPct),
     warmup: { responses: warm.result.requests.total, non2xx: warm.result.non2xx, errors: warm.result.errors },

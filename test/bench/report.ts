@@ -6,13 +6,21 @@ import { join } from 'node:path'
 import type { Machine } from './machine.js'
 import type { Measurement } from './measure.js'
 
+/** One roof run and the Grace run right after it, under (nearly) the same machine conditions. */
+export interface Pair {
+  roof: Measurement
+  grace: Measurement
+  /** Why this pair's Grace numbers cannot be trusted beyond non-2xx and errors (e.g. an empty answer). */
+  problems: string[]
+}
+
+/** One cell: a scenario at one connection count, measured as several alternating pairs. */
 export interface Row {
   scenario: string
   title: string
   connections: number
-  roof: Measurement
-  grace: Measurement
-  /** Why the Grace numbers cannot be trusted beyond non-2xx and errors (e.g. an empty answer). */
+  pairs: Pair[]
+  /** About the cell as a whole, e.g. what a failing request was answered. */
   problems: string[]
 }
 
@@ -21,6 +29,12 @@ export interface RunInfo {
   command: string
   durationS: number
   warmupS: number
+  pairs: number
+  /** What ran on which CPU, or why nothing was pinned. */
+  pinning: string
+  /** Seconds spent in all waiting for other processes to quiet down before pairs, and the limit per pair. */
+  quietWaitedS: number
+  quietWaitS: number
   machine: Machine
   loadBefore: number
   loadAfter: number
@@ -37,52 +51,98 @@ export interface TargetVerdict {
   met: boolean | undefined
 }
 
-export function ratio(row: Row): number {
-  return row.roof.reqPerSec > 0 ? row.grace.reqPerSec / row.roof.reqPerSec : Number.NaN
+type Side = 'roof' | 'grace'
+
+/** Median of the finite values (mean of the middle two for an even count); NaN if there are none. */
+export function median(values: number[]): number {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b)
+  if (v.length === 0) return Number.NaN
+  const mid = v.length >> 1
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
-/** Every reason a row must be read as FAILED; empty when it is fine. */
+export function pairRatio(pair: Pair): number {
+  return pair.roof.reqPerSec > 0 ? pair.grace.reqPerSec / pair.roof.reqPerSec : Number.NaN
+}
+
+/**
+ * The cell's Grace/roof: the median of the per-pair ratios. Each ratio compares two runs made
+ * seconds apart, so a slow spell of the machine lowers both sides of one pair rather than one
+ * side of the comparison, and the median drops a pair that caught a spell in the middle.
+ */
+export function ratio(row: Row): number {
+  return median(row.pairs.map(pairRatio))
+}
+
+export function ratioRange(row: Row): { min: number; max: number } {
+  const v = row.pairs.map(pairRatio).filter(Number.isFinite)
+  return v.length ? { min: Math.min(...v), max: Math.max(...v) } : { min: Number.NaN, max: Number.NaN }
+}
+
+/** Median over the cell's pairs of one number of one side. */
+export function med(row: Row, side: Side, key: keyof Measurement): number {
+  return median(row.pairs.map((p) => p[side][key] as number))
+}
+
+/** Every reason a row must be read as FAILED (any failing pair fails the cell); empty when it is fine. */
 export function failures(row: Row): string[] {
   const out: string[] = []
-  for (const [side, m] of [['roof', row.roof], ['Grace', row.grace]] as const) {
-    if (m.responses === 0) out.push(`${side}: no responses`)
-    if (m.non2xx > 0 || m.errors > 0) {
-      const codes = Object.entries(m.statusCodes)
-        .filter(([code]) => !code.startsWith('2'))
-        .map(([code, count]) => `${code}×${count}`)
-        .join(', ')
-      out.push(`${side}: ${m.non2xx} non-2xx${codes ? ` (${codes})` : ''}, ${m.errors} errors (${m.timeouts} timeouts)`)
+  row.pairs.forEach((pair, i) => {
+    const where = row.pairs.length > 1 ? `pair ${i + 1} ` : ''
+    for (const [side, m] of [['roof', pair.roof], ['Grace', pair.grace]] as const) {
+      if (m.responses === 0) out.push(`${where}${side}: no responses`)
+      if (m.non2xx > 0 || m.errors > 0) {
+        const codes = Object.entries(m.statusCodes)
+          .filter(([code]) => !code.startsWith('2'))
+          .map(([code, count]) => `${code}×${count}`)
+          .join(', ')
+        out.push(`${where}${side}: ${m.non2xx} non-2xx${codes ? ` (${codes})` : ''}, ${m.errors} errors (${m.timeouts} timeouts)`)
+      }
     }
-  }
+    for (const problem of pair.problems) out.push(`${where}${problem}`)
+  })
   return out.concat(row.problems)
 }
 
 export function resultsTable(rows: Row[]): string {
   const lines = [
-    '| Scenario | Conns | Roof req/s | Grace req/s | Grace/roof | Roof p50 / p99 ms | Grace p50 / p99 ms | Server CPU % roof / Grace | autocannon CPU % roof / Grace | Other CPU % roof / Grace | Resp. bytes roof / Grace | Grace non-2xx / errors | Status |',
-    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| Scenario | Conns | Grace/roof | Range | Roof req/s | Grace req/s | Roof p50 / p99 ms | Grace p50 / p99 ms | Server CPU µs/req roof / Grace | Server CPU % roof / Grace | autocannon CPU % roof / Grace | Other CPU % max | Resp. bytes roof / Grace | Grace non-2xx / errors | Status |',
+    '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ]
   for (const row of rows) {
     const failed = failures(row)
+    const range = ratioRange(row)
+    const noisy = noisyPairs(row)
+    const otherMax = Math.max(...row.pairs.flatMap((p) => [p.roof.otherCpuPct, p.grace.otherCpuPct]))
+    const sum = (key: 'non2xx' | 'errors') => row.pairs.reduce((n, p) => n + p.grace[key], 0)
+    const status = failed.length ? `**FAILED**: ${cell(failed.join('; '))}` : noisy > 0 ? `ok, ${noisy} of ${row.pairs.length} pairs noisy` : 'ok'
     lines.push(
-      `| ${row.title} | ${row.connections} | ${int(row.roof.reqPerSec)} | ${int(row.grace.reqPerSec)} | ${fixed(ratio(row), 2)} ` +
-        `| ${ms(row.roof)} | ${ms(row.grace)} | ${int(row.roof.serverCpuPct)} / ${int(row.grace.serverCpuPct)} ` +
-        `| ${int(row.roof.clientCpuPct)} / ${int(row.grace.clientCpuPct)} | ${int(row.roof.otherCpuPct)} / ${int(row.grace.otherCpuPct)} ` +
-        `| ${int(row.roof.bytesPerResponse)} / ${int(row.grace.bytesPerResponse)} ` +
-        `| ${row.grace.non2xx} / ${row.grace.errors} | ${failed.length ? `**FAILED**: ${cell(failed.join('; '))}` : noisy(row) ? 'ok, noisy' : 'ok'} |`,
+      `| ${row.title} | ${row.connections} | ${fixed(ratio(row), 2)} | ${fixed(range.min, 2)}–${fixed(range.max, 2)} ` +
+        `| ${int(med(row, 'roof', 'reqPerSec'))} | ${int(med(row, 'grace', 'reqPerSec'))} | ${ms(row, 'roof')} | ${ms(row, 'grace')} ` +
+        `| ${int(med(row, 'roof', 'serverCpuUsPerReq'))} / ${int(med(row, 'grace', 'serverCpuUsPerReq'))} ` +
+        `| ${int(med(row, 'roof', 'serverCpuPct'))} / ${int(med(row, 'grace', 'serverCpuPct'))} ` +
+        `| ${int(med(row, 'roof', 'clientCpuPct'))} / ${int(med(row, 'grace', 'clientCpuPct'))} | ${int(otherMax)} ` +
+        `| ${int(med(row, 'roof', 'bytesPerResponse'))} / ${int(med(row, 'grace', 'bytesPerResponse'))} ` +
+        `| ${sum('non2xx')} / ${sum('errors')} | ${status} |`,
     )
   }
   return lines.join('\n')
 }
 
 /**
- * Other processes took more than this share of a core during the roof's or Grace's run: the two
- * did not see the same machine, and the ratio is less reliable than usual.
+ * Other processes took more than this share of a core during a pair's roof or Grace run: the two
+ * did not see the same machine, and that pair's ratio is less reliable than usual.
  */
-const NOISY_OTHER_CPU_PCT = 15
+export const NOISY_OTHER_CPU_PCT = 15
 
-export function noisy(row: Row): boolean {
-  return row.roof.otherCpuPct > NOISY_OTHER_CPU_PCT || row.grace.otherCpuPct > NOISY_OTHER_CPU_PCT
+/**
+ * Pairs in which other processes were busy. Information only: a noisy pair is not measured again,
+ * because the median over the pairs already sets one disturbed pair aside, and noise that lasts
+ * (someone's test suite) would disturb an immediate retry as well. What helps against lasting
+ * noise is waiting for it to end before a pair starts (http-bench.ts, --quiet-wait).
+ */
+export function noisyPairs(row: Row): number {
+  return row.pairs.filter((p) => p.roof.otherCpuPct > NOISY_OTHER_CPU_PCT || p.grace.otherCpuPct > NOISY_OTHER_CPU_PCT).length
 }
 
 /** The targets from the issue. A target measured on a FAILED row is not met. */
@@ -97,7 +157,9 @@ export function verdicts(rows: Row[]): TargetVerdict[] {
       return
     }
     const failed = failures(row).length > 0
-    out.push({ target, measured: fixed(ratio(row), 2) + (failed ? ' (run FAILED)' : ''), met: !failed && ratio(row) >= min })
+    const range = ratioRange(row)
+    const spread = row.pairs.length > 1 ? ` (${fixed(range.min, 2)}–${fixed(range.max, 2)})` : ''
+    out.push({ target, measured: fixed(ratio(row), 2) + spread + (failed ? ' (run FAILED)' : ''), met: !failed && ratio(row) >= min })
   }
   ratioTarget('eph-register', 1, 0.8, 'ephemeral register')
   ratioTarget('eph-register', 64, 0.8, 'ephemeral register')
@@ -109,7 +171,9 @@ export function verdicts(rows: Row[]): TargetVerdict[] {
   if (!per1) out.push({ target, measured: 'not measured', met: undefined })
   else {
     const failed = failures(per1).length > 0
-    out.push({ target, measured: `${fixed(per1.grace.p50Ms, 3)} ms${failed ? ' (run FAILED)' : ''}`, met: !failed && per1.grace.p50Ms <= 1 })
+    // The median of Grace's per-pair p50s, as the ratios are medians of the per-pair ratios.
+    const p50 = med(per1, 'grace', 'p50Ms')
+    out.push({ target, measured: `${fixed(p50, 3)} ms${failed ? ' (run FAILED)' : ''}`, met: !failed && p50 <= 1 })
   }
   return out
 }
@@ -126,18 +190,23 @@ export function docsSection(info: RunInfo, rows: Row[]): string {
   return [
     '## HTTP API against a no-op fastify roof',
     '',
-    `Last run ${info.date} with \`${info.command}\`: warmup ${info.warmupS} s, measured ${info.durationS} s per cell, pipelining 1.`,
+    `Last run ${info.date} with \`${info.command}\`: ${info.pairs} pair${info.pairs === 1 ? '' : 's'} per cell, ` +
+      `each run after a ${info.warmupS} s warmup and measured for ${info.durationS} s, pipelining 1.`,
+    `Pinning: ${info.pinning}. Waited ${Math.round(info.quietWaitedS)} s in all for other processes to quiet down ` +
+      `before pairs (at most ${info.quietWaitS} s each).`,
     `Machine: ${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; ` +
       `1-minute load ${info.loadBefore} before, ${info.loadAfter} after. ` +
       `Grace wrote ${(info.graceLogBytes / 2 ** 20).toFixed(1)} MiB of request log and exited with ${info.graceExit}.`,
     '',
     resultsTable(rows),
     '',
-    'CPU is percent of one core over the measured run (the server process with all its threads, and',
-    'autocannon, which runs in the benchmark process). Near 100 % for autocannon means the client set',
-    'the pace: the roof could have gone faster, so there the ratio flatters Grace. "Other" is what the',
-    `rest of the machine used meanwhile; above ${NOISY_OTHER_CPU_PCT} % the cell is marked noisy. Response bytes include`,
-    'the headers.',
+    `Each cell is ${info.pairs} alternating pair${info.pairs === 1 ? '' : 's'} of runs, roof then Grace; Grace/roof is the median of the`,
+    'per-pair ratios, Range their lowest and highest, and every other number the median over the pairs.',
+    'Server CPU µs/req is the server process\'s CPU time (all threads) per response. CPU % is percent of',
+    'one core over the measured run (the server, and autocannon, which runs in the benchmark process).',
+    'Near 100 % for autocannon means the client set the pace: the roof could have gone faster, so',
+    'there the ratio flatters Grace. "Other" is the most the rest of the machine used during any run',
+    `of the cell; a pair with a run above ${NOISY_OTHER_CPU_PCT} % counts as noisy. Response bytes include the headers.`,
     '',
     '### Targets',
     '',
@@ -146,9 +215,8 @@ export function docsSection(info: RunInfo, rows: Row[]): string {
   ].join('\n')
 }
 
-const START = '<!-- bench:http:start -->'
-const END = '<!-- bench:http:end -->'
 
+/** The start of a new docs/benchmarks.md; an existing file keeps its own intro. */
 const INTRO = `# Benchmarks
 
 Numbers from benchmarks that ship with Grace, each in a section that its benchmark rewrites; the
@@ -156,26 +224,50 @@ rest of this file is left as it is.
 
 ## How the HTTP benchmark works
 
-\`npm run bench\` (\`-- --quick\` for 3 s runs, \`-- --duration S\` to choose) builds Grace, starts
-the real server (\`bin/grace.js\`, single node, a fresh data directory, log level \`info\`, its one
-JSON line per request written to a file, so logging is paid for) and, in another process, a
-fastify server with the same routes that only parses the JSON body and answers a constant: the
-roof, the most that fastify on this machine can do. autocannon, in the benchmark's own process,
-drives one at a time over loopback, roof first, then Grace, each at 1 and at 64 connections,
-after a 2 s warmup. Writes are distinct (new instances, new config content) rather than the same
-request repeated. Latencies are per response, all status codes, at sub-millisecond resolution. A
-cell with any non-2xx answer or connection error is marked FAILED. Raw results go to
-\`bench-results/\` (not committed).
+\`npm run bench\` builds Grace, starts the real server (\`bin/grace.js\`, single node, a fresh data
+directory, log level \`info\`, its one JSON line per request written to a file, so logging is paid
+for) and, in another process, a fastify server with the same routes that only parses the JSON
+body and answers a constant: the roof, the most that fastify on this machine can do. autocannon,
+in the benchmark's own process, drives one server at a time over loopback, at 1 and at 64
+connections. Writes are distinct (new instances, new config content) rather than the same request
+repeated. Latencies are per response, all status codes, at sub-millisecond resolution. Raw
+results, every pair included, go to \`bench-results/\` (not committed).
 
-The machine is small and shared, so treat a single run as a rough measure: compare the ratio
-Grace/roof, which cancels most of the machine, rather than the absolute numbers. The benchmark
-records how much CPU the roof, Grace, autocannon and everything else used during each cell; a
-cell in which other processes used more than ${NOISY_OTHER_CPU_PCT} % of a core is measured once more
-(\`--retries N\`, default 1) and the quieter attempt kept, and one still noisy is marked so.
+The machine is small, shared and noisy (the same server can give 10k req/s in one 5 s run and
+18k in the next), so one roof run against one Grace run says little. Instead:
+
+- **Pinning.** Where \`taskset\` (util-linux) exists and at least two CPUs are available, the
+  benchmark process, and so autocannon, is pinned to one CPU (CPU 0) and every server under test
+  to another (CPU 1), so that neither side competes with the other for a core and a server's
+  threads do not wander. Otherwise the run is unpinned; the generated section says which.
+- **Alternating pairs.** Each cell (scenario × connections) is measured as N pairs, roof then
+  Grace, roof then Grace, … (\`--pairs N\`, default 3), each run after its own warmup (\`--warmup S\`,
+  default 2 s) and measured for \`--duration S\` seconds (default 5). A pair's Grace/roof compares
+  two runs seconds apart; the cell's ratio, the one the targets use, is the **median of the
+  per-pair ratios**, and the range shows their spread. The other columns (req/s, p50, p99, CPU)
+  are medians over the pairs too, and the p50 target uses the median of Grace's per-pair p50s.
+  \`-- --quick\` is 2 pairs of 3 s runs, about 4 minutes; the default takes about 8 on a quiet
+  machine.
+- **CPU per request.** Server CPU µs per response (all threads of the server process, from
+  /proc) depends much less on how much of its core a server got than req/s does, so it is the
+  steadier measure of Grace's work per request against the roof's.
+- **Other processes.** Before each pair the benchmark samples what the rest of the machine uses
+  for a second and, while that is more than ${NOISY_OTHER_CPU_PCT} % of a core, waits (at most \`--quiet-wait S\`,
+  default 60 s, then measures anyway). What other processes used during each run is recorded; a
+  pair where they used more than ${NOISY_OTHER_CPU_PCT} % of a core counts as noisy, and the status says how many
+  pairs were. A noisy pair is not measured again: the median sets one aside.
+- **Checks.** A cell in which any pair has a non-2xx answer, a connection error, or a Grace answer
+  of the wrong shape is marked FAILED, and the command exits with 1.
 `
 
-/** Replaces (or appends) the generated section, creating the file with an intro if needed. */
-export function writeDocsSection(path: string, section: string): void {
+/**
+ * Replaces (or appends) the generated section between `<!-- bench:NAME:start -->` and
+ * `<!-- bench:NAME:end -->` (NAME: http for this benchmark, cp for cp-bench.ts), creating the
+ * file with an intro if needed.
+ */
+export function writeDocsSection(path: string, section: string, name = 'http'): void {
+  const START = `<!-- bench:${name}:start -->`
+  const END = `<!-- bench:${name}:end -->`
   const block = `${START}\n${section}\n${END}`
   const old = existsSync(path) ? readFileSync(path, 'utf8') : INTRO
   const start = old.indexOf(START)
@@ -190,24 +282,28 @@ export function writeDocsSection(path: string, section: string): void {
 export function writeJson(dir: string, info: RunInfo, rows: Row[]): string {
   mkdirSync(dir, { recursive: true })
   const path = join(dir, `http-${info.date.replace(/[:.]/g, '-')}.json`)
-  const data = { ...info, rows: rows.map((r) => ({ ...r, ratio: ratio(r), failures: failures(r) })), targets: verdicts(rows) }
+  const data = {
+    ...info,
+    rows: rows.map((r) => ({ ...r, ratio: ratio(r), ratioRange: ratioRange(r), pairRatios: r.pairs.map(pairRatio), failures: failures(r) })),
+    targets: verdicts(rows),
+  }
   writeFileSync(path, JSON.stringify(data, null, 2) + '\n')
   return path
 }
 
 /** Server answers quoted in a cell must not end the cell or the row. */
-function cell(text: string): string {
+export function cell(text: string): string {
   return text.replace(/\|/g, '\\|').replace(/\s+/g, ' ')
 }
 
-function int(n: number): string {
+export function int(n: number): string {
   return Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '–'
 }
 
-function fixed(n: number, digits: number): string {
+export function fixed(n: number, digits: number): string {
   return Number.isFinite(n) ? n.toFixed(digits) : '–'
 }
 
-function ms(m: Measurement): string {
-  return `${fixed(m.p50Ms, 2)} / ${fixed(m.p99Ms, 2)}`
+function ms(row: Row, side: Side): string {
+  return `${fixed(med(row, side, 'p50Ms'), 2)} / ${fixed(med(row, side, 'p99Ms'), 2)}`
 }

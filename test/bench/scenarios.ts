@@ -23,7 +23,12 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
  * than LIMITS.maxInstancesPerService instances in one service, and a wrapped address is a
  * re-registration, which is still a full write.
  */
-const DISTINCT_INSTANCES = Math.min(300_000, LIMITS.maxInstancesPerService)
+export const DISTINCT_INSTANCES = Math.min(300_000, LIMITS.maxInstancesPerService)
+
+/** The k-th distinct instance address of a register scenario (k < DISTINCT_INSTANCES). */
+export function instanceAddress(k: number): { ip: string; port: number } {
+  return { ip: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 20_000 + (k >> 16) }
+}
 
 function registerScenario(id: string, title: string, service: string, ephemeral: boolean): Scenario {
   let seq = 0
@@ -38,9 +43,7 @@ function registerScenario(id: string, title: string, service: string, ephemeral:
         // One counter shared by every connection, so no two requests of a run repeat an instance
         // until DISTINCT_INSTANCES have been registered.
         setupRequest: (request) => {
-          const k = seq++ % DISTINCT_INSTANCES
-          const ip = `10.0.${(k >> 8) & 255}.${k & 255}`
-          const port = 20_000 + (k >> 16)
+          const { ip, port } = instanceAddress(seq++ % DISTINCT_INSTANCES)
           return { ...request, body: JSON.stringify({ service, ip, port, ephemeral }) }
         },
       },

@@ -1,11 +1,12 @@
 // Starting and stopping the servers under test as child processes: each gets its own process
-// (and so its own event loop and, on a 2-core machine, roughly its own core), while autocannon
-// runs in the benchmark's process.
+// (and so its own event loop), pinned to the servers' CPU when the run is pinned (pinning.ts),
+// while autocannon runs in the benchmark's process.
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync, readFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { type Pinning, allowedCpus, pinnedCommand, serverCommand } from './pinning.js'
 
 const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000
@@ -14,12 +15,18 @@ const CLOCK_TICKS = 100
 
 export interface ServerSpec {
   name: string
-  /** argv after `node`. */
+  /** The program to run; default node (this process's own binary). */
+  program?: string
+  /** argv after `node` (or after `program`). */
   args: string[]
+  /** Answers 200 once the server takes traffic; default /readyz (Grace's and the roof's). */
+  readyPath?: string
   /** Where the child's stdout goes: a file (Grace's request log) or nowhere (the roof logs nothing). */
   stdoutFile?: string
   /** Kept in a file so a crash can be explained after the fact. */
   stderrFile?: string
+  /** Where the server runs: under taskset on the servers' CPU when pinned. */
+  pinning: Pinning
 }
 
 export interface RunningServer {
@@ -33,6 +40,8 @@ export interface RunningServer {
   tails(): string
   /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
   cpuSeconds(): number | undefined
+  /** The CPUs the process may run on, as the kernel says (proof of the pinning), or undefined. */
+  cpus(): number[] | undefined
 }
 
 /** A port nothing listens on right now. Racy in principle, fine on a benchmark machine. */
@@ -54,7 +63,8 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
     fds.push(fd)
     return fd
   }
-  const child = spawn(process.execPath, spec.args, {
+  const command = spec.program === undefined ? serverCommand(spec.pinning, spec.args) : pinnedCommand(spec.pinning, spec.program, spec.args)
+  const child = spawn(command.file, command.args, {
     stdio: ['ignore', fileOrIgnore(spec.stdoutFile), spec.stderrFile ? fileOrIgnore(spec.stderrFile) : 'inherit'],
   })
   // The child holds its own copies of the descriptors.
@@ -67,9 +77,11 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
       resolve(exited)
     })
   })
+  live.set(child, exit)
+  void exit.then(() => live.delete(child))
   const url = `http://127.0.0.1:${port}`
   try {
-    await waitReady(url, () => exited)
+    await waitReady(url + (spec.readyPath ?? '/readyz'), () => exited)
   } catch (err) {
     child.kill('SIGKILL')
     await exit
@@ -83,20 +95,32 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
     stop: () => stopChild(child, exit),
     tails: () => tails(spec),
     cpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(pid)),
+    cpus: () => (pid === undefined ? undefined : allowedCpus(pid)),
   }
 }
 
-async function waitReady(url: string, exited: () => string | undefined): Promise<void> {
+/** Every child started here that has not exited yet, ready or still starting. */
+const live = new Map<ChildProcess, Promise<string>>()
+
+/**
+ * Stops every server this process started and has not seen exit, including any still starting
+ * (which startServer has not handed out yet): for Ctrl-C in the middle of starting a cluster.
+ */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...live].map(([child, exit]) => stopChild(child, exit)))
+}
+
+async function waitReady(readyUrl: string, exited: () => string | undefined): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let last = 'no answer'
   while (Date.now() < deadline) {
     const how = exited()
     if (how !== undefined) throw new Error(`exited with ${how}`)
     try {
-      const res = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1_000) })
+      const res = await fetch(readyUrl, { signal: AbortSignal.timeout(1_000) })
       await res.arrayBuffer()
       if (res.status === 200) return
-      last = `GET /readyz answered ${res.status}`
+      last = `GET ${new URL(readyUrl).pathname} answered ${res.status}`
     } catch (err) {
       last = (err as Error).message
     }
