@@ -313,7 +313,11 @@ export class Raft {
   ready(): Ready {
     if (this.broadcastPending) {
       this.broadcastPending = false
-      this.broadcastAppend()
+      // Only a leader sends appends (5.3). A leader that proposed and then stepped down before
+      // this ready() (CheckQuorum, a higher term) would otherwise send appends from stale
+      // progress, in whatever term it is now in, from a log that may since have been
+      // overwritten. Found by the simulator (test/sim, crashes profile, seed 18).
+      if (this.role === 'leader') this.broadcastAppend()
     }
     const rd: Ready = {
       hardState: this.hardStateChanged() ? this.hardState() : null,
@@ -593,12 +597,19 @@ export class Raft {
   /** Sends the next append to `to` if its progress allows; false when nothing was sent. */
   private sendAppend(to: NodeId, evenIfEmpty = false): boolean {
     const pr = this.progress.get(to)
-    if (!pr || pr.isPaused()) return false
+    if (!pr) return false
+    // 5.3: "the leader retries AppendEntries RPCs indefinitely". When every append in a full
+    // window was lost, no answer ever frees the window; so a heartbeat response (evenIfEmpty)
+    // still sends an empty append at `next`, whose answer frees the window (accepted) or sends
+    // the follower back to probing (rejected). Found by the simulator (test/sim, lossy profile,
+    // maxInflight 1): a follower stalled for good after one lost append.
+    const windowFull = pr.state === 'replicate' && pr.isPaused()
+    if (pr.isPaused() && !(evenIfEmpty && windowFull)) return false
     const prevIndex = pr.next - 1
     const prevTerm = this.log.term(prevIndex)
     if (prevTerm === undefined) return this.sendSnapshot(pr)
     const last = this.log.lastIndex()
-    const entries = pr.next <= last ? this.log.slice(pr.next, last + 1, this.maxEntries, this.maxBytes) : []
+    const entries = pr.next <= last && !windowFull ? this.log.slice(pr.next, last + 1, this.maxEntries, this.maxBytes) : []
     // A follower in step gets appends only when there is something new; heartbeats carry the rest.
     if (entries.length === 0 && pr.state === 'replicate' && !evenIfEmpty) return false
     this.send({ type: 'append', from: this.id, to, term: this.term, prevIndex, prevTerm, entries, commit: this.log.committed })
