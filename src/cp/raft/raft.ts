@@ -316,7 +316,7 @@ export class Raft {
       // Only a leader sends appends (5.3). A leader that proposed and then stepped down before
       // this ready() (CheckQuorum, a higher term) would otherwise send appends from stale
       // progress, in whatever term it is now in, from a log that may since have been
-      // overwritten. Found by the simulator (test/sim, crashes profile, seed 18).
+      // overwritten. Found by the simulator (test/sim); test/sim/regressions.test.ts pins it.
       if (this.role === 'leader') this.broadcastAppend()
     }
     const rd: Ready = {
@@ -601,8 +601,8 @@ export class Raft {
     // 5.3: "the leader retries AppendEntries RPCs indefinitely". When every append in a full
     // window was lost, no answer ever frees the window; so a heartbeat response (evenIfEmpty)
     // still sends an empty append at `next`, whose answer frees the window (accepted) or sends
-    // the follower back to probing (rejected). Found by the simulator (test/sim, lossy profile,
-    // maxInflight 1): a follower stalled for good after one lost append.
+    // the follower back to probing (rejected). Found by the simulator (test/sim, maxInflight 1:
+    // a follower stalled for good after one lost append); test/sim/regressions.test.ts pins it.
     const windowFull = pr.state === 'replicate' && pr.isPaused()
     if (pr.isPaused() && !(evenIfEmpty && windowFull)) return false
     const prevIndex = pr.next - 1
