@@ -21,6 +21,7 @@ import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, cell, fixed, int, median, writeDocsSection } from './report.js'
 import { DISTINCT_INSTANCES, type Scenario, instanceAddress, sampleAnswer } from './scenarios.js'
 import { type RunningServer, type ServerSpec, freePort, startServer, stopAll } from './servers.js'
+import { fatal, positive, progress } from './cli.js'
 
 const DEFAULT_CONNECTIONS = [1, 16, 64, 256]
 const INSTALL_ETCD = 'apt-get update && apt-get install -y etcd-server'
@@ -739,18 +740,3 @@ function sumDefined(values: (number | undefined)[]): number | undefined {
   return values.some((v) => v === undefined) ? undefined : values.reduce((a: number, b) => a + (b as number), 0)
 }
 
-function positive(name: string, value: string): number {
-  const n = Number(value)
-  if (!(n > 0)) fatal(`${name} must be a positive number of seconds, got ${value}`)
-  return n
-}
-
-/** Progress goes to stderr so stdout holds only the tables. */
-function progress(line: string): void {
-  process.stderr.write(line + '\n')
-}
-
-function fatal(message: string): never {
-  process.stderr.write(message + '\n')
-  process.exit(2)
-}

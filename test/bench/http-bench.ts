@@ -17,6 +17,7 @@ import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, type RunInfo, docsSection, failures, noisyPairs, pairRatio, ratio, ratioRange, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
 import { SCENARIOS, type Scenario, sampleAnswer } from './scenarios.js'
 import { type RunningServer, freePort, startServer } from './servers.js'
+import { fatal, positive, progress } from './cli.js'
 
 const CONNECTIONS = [1, 64] as const
 const BUSY_LOAD = 3
@@ -198,18 +199,3 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
   return row
 }
 
-function positive(name: string, value: string): number {
-  const n = Number(value)
-  if (!(n > 0)) fatal(`${name} must be a positive number of seconds, got ${value}`)
-  return n
-}
-
-/** Progress goes to stderr so stdout holds only the tables. */
-function progress(line: string): void {
-  process.stderr.write(line + '\n')
-}
-
-function fatal(message: string): never {
-  process.stderr.write(message + '\n')
-  process.exit(2)
-}
