@@ -7,7 +7,6 @@
 import { assert } from '../core/assert.js'
 import { PREFIX, indexKey, prefixRange } from '../storage/db.js'
 
-export { prefixRange }
 
 const SEP = '\u001f'
 const ID_WIDTH = indexKey(0).length

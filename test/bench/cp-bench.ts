@@ -21,7 +21,7 @@ import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, cell, fixed, int, median, writeDocsSection } from './report.js'
 import { DISTINCT_INSTANCES, type Scenario, instanceAddress, sampleAnswer } from './scenarios.js'
 import { type RunningServer, type ServerSpec, freePort, startServer, stopAll } from './servers.js'
-import { fatal, positive, progress } from './cli.js'
+import { fatal, positive, progress, runInfoBase } from './cli.js'
 
 const DEFAULT_CONNECTIONS = [1, 16, 64, 256]
 const INSTALL_ETCD = 'apt-get update && apt-get install -y etcd-server'
@@ -271,17 +271,7 @@ try {
 }
 
 const info = {
-  date: new Date().toISOString(),
-  command: ['npm run bench:cp', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
-  durationS,
-  warmupS,
-  pairs,
-  pinning: pinning.note,
-  quietWaitedS,
-  quietWaitS,
-  machine: describeMachine(),
-  loadBefore,
-  loadAfter: load1(),
+  ...runInfoBase('npm run bench:cp', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore }),
   grace: graceVersion(),
   etcd: etcdVersion,
   fsyncBefore,

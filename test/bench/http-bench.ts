@@ -17,7 +17,7 @@ import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, type RunInfo, docsSection, failures, noisyPairs, pairRatio, ratio, ratioRange, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
 import { SCENARIOS, type Scenario, sampleAnswer } from './scenarios.js'
 import { type RunningServer, freePort, startServer } from './servers.js'
-import { fatal, positive, progress } from './cli.js'
+import { fatal, positive, progress, runInfoBase } from './cli.js'
 
 const CONNECTIONS = [1, 64] as const
 const BUSY_LOAD = 3
@@ -126,17 +126,7 @@ try {
 }
 
 const info: RunInfo = {
-  date: new Date().toISOString(),
-  command: ['npm run bench', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' '),
-  durationS,
-  warmupS,
-  pairs,
-  pinning: pinning.note,
-  quietWaitedS,
-  quietWaitS,
-  machine: describeMachine(),
-  loadBefore,
-  loadAfter: load1(),
+  ...runInfoBase('npm run bench', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore }),
   graceLogBytes,
   graceExit,
   graceStderr,

@@ -195,6 +195,7 @@ export class RaftNode implements ReplicatedLog {
 
   async propose(command: CpCommand): Promise<unknown> {
     this.checkOpen()
+    await this.knownLeader()
     const soft = this.raft.softState()
     if (soft.role === 'leader') return this.proposeLocally(command)
     return this.forward(soft.leader, PROPOSE, { command }, (body) => (body as { result: unknown }).result)
@@ -204,6 +205,7 @@ export class RaftNode implements ReplicatedLog {
     this.checkOpen()
     const alone = this.raft.soleVoterReadIndex()
     if (alone !== null && this.applied >= alone) return
+    await this.knownLeader()
     const soft = this.raft.softState()
     const index =
       soft.role === 'leader'
@@ -235,6 +237,10 @@ export class RaftNode implements ReplicatedLog {
     for (const r of this.reads.values()) r.reject(closing)
     this.reads.clear()
     for (const { read } of this.readsAwaitingApply.splice(0)) read.reject(closing)
+    for (const w of this.leaderWaiters.splice(0)) {
+      w.cancelTimer()
+      w.reject(closing)
+    }
   }
 
   // ---- proposals and reads ------------------------------------------------------------------
@@ -286,6 +292,39 @@ export class RaftNode implements ReplicatedLog {
     return pick(JSON.parse(decoder.decode(answer)))
   }
 
+  private leaderWaiters: { resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
+
+  /**
+   * Just after an election a follower may not have heard from the new leader yet: wait for one
+   * (within the request timeout) rather than fail a request that would succeed a tick later.
+   */
+  private async knownLeader(): Promise<void> {
+    if (this.transport && this.raft.softState().leader === null) await this.leaderSoon()
+  }
+
+  private leaderSoon(): Promise<NodeId> {
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve,
+        reject,
+        cancelTimer: this.timeout(() => {
+          this.leaderWaiters = this.leaderWaiters.filter((w) => w !== waiter)
+          reject(unavailable('there is no leader right now; retry'))
+        }),
+      }
+      this.leaderWaiters.push(waiter)
+    })
+  }
+
+  private wakeLeaderWaiters(): void {
+    const leader = this.raft.softState().leader
+    if (leader === null || this.leaderWaiters.length === 0) return
+    for (const w of this.leaderWaiters.splice(0)) {
+      w.cancelTimer()
+      w.resolve(leader)
+    }
+  }
+
   // ---- the Ready loop -----------------------------------------------------------------------
 
   private kick(): void {
@@ -307,6 +346,7 @@ export class RaftNode implements ReplicatedLog {
       for (;;) {
         this.again = false
         this.takeQueued()
+        this.wakeLeaderWaiters()
         if (!this.raft.hasReady()) break
         await this.handle(this.raft.ready())
       }
@@ -371,6 +411,7 @@ export class RaftNode implements ReplicatedLog {
   // ---- snapshots (7): the leader streams its state; the follower stages, then installs -------
 
   private snapshotsInFlight = new Set<NodeId>()
+  private snapshotTransfers = 0
   private staging: { id: string; next: number } | null = null
 
   private streamSnapshot(to: NodeId): void {
@@ -391,7 +432,8 @@ export class RaftNode implements ReplicatedLog {
    */
   private async sendSnapshotData(to: NodeId): Promise<boolean> {
     const transport = this.transport!
-    const id = `${this.clock.now()}-${Math.floor(Math.random() * 1e9)}`
+    // Unique per transfer from this leader: the follower restarts staging when the id changes.
+    const id = `${this.raft.status().id}-${this.raft.softState().term}-${this.clock.now()}-${++this.snapshotTransfers}`
     let seq = 0
     let pairs: [string, string][] = []
     let bytes = 0
