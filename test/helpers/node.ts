@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { InjectOptions, LightMyRequestResponse } from 'fastify'
+import type { Logger as PinoLogger } from 'pino'
 import { type Clock, ManualClock } from '../../src/core/clock.js'
 import { type GraceNode, createGraceNode } from '../../src/node.js'
 import { type Database, openDatabase } from '../../src/storage/db.js'
@@ -21,11 +22,11 @@ export interface TestNode {
   close(): Promise<void>
 }
 
-export async function startTestNode(opts: { dir?: string; clock?: ManualClock } = {}): Promise<TestNode> {
+export async function startTestNode(opts: { dir?: string; clock?: ManualClock; logger?: PinoLogger } = {}): Promise<TestNode> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'grace-test-'))
   const clock = opts.clock ?? new ManualClock()
   const db = await openDatabase(dir)
-  const node = await createGraceNode({ db, clock: clock as Clock, random: Math.random })
+  const node = await createGraceNode({ db, clock: clock as Clock, random: Math.random, ...(opts.logger ? { logger: opts.logger } : {}) })
   const self: TestNode = {
     node,
     db,
@@ -39,7 +40,7 @@ export async function startTestNode(opts: { dir?: string; clock?: ManualClock } 
     async reopen() {
       await node.close()
       await db.close()
-      return startTestNode({ dir, clock })
+      return startTestNode({ dir, clock, ...(opts.logger ? { logger: opts.logger } : {}) })
     },
     async close() {
       await node.close()

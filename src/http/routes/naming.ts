@@ -26,10 +26,15 @@ export interface NamingRouteDeps {
 
 const { Ack, BeatResponse, Instance, InstanceList: InstanceListMessage, InstanceRef, Service, ServiceList, UpdateInstanceRequest } = grace.v1
 
+const ACK_OK = { ok: true }
+
 export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRouteDeps): void {
-  app.post('/v1/ns/instances', async (request, reply) => {
-    await naming.register(parseInstance(readBody(request, Instance)))
-    return send(request, reply, Ack, { ok: true })
+  // Registration and query answer without a promise when they can (ephemeral data), as these
+  // two are most of a registry's traffic.
+  app.post('/v1/ns/instances', (request, reply) => {
+    const pending = naming.registerNow(parseInstance(readBody(request, Instance)))
+    if (!pending) return send(request, reply, Ack, ACK_OK)
+    return pending.then(() => send(request, reply, Ack, ACK_OK))
   })
 
   app.delete('/v1/ns/instances', async (request, reply) => {
@@ -43,7 +48,12 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
     return send(request, reply, Ack, { ok: true })
   })
 
-  app.get('/v1/ns/instances', async (request, reply) => sendInstanceList(request, reply, await naming.list(parseInstanceQuery(asFields(request.query)))))
+  app.get('/v1/ns/instances', (request, reply) => {
+    const query = parseInstanceQuery(asFields(request.query))
+    const now = naming.listNow(query)
+    if (now) return sendInstanceList(request, reply, now)
+    return naming.list(query).then((list) => sendInstanceList(request, reply, list))
+  })
 
   app.put('/v1/ns/instances/beat', (request, reply) => {
     return send(request, reply, BeatResponse, naming.beat(parseBeat(bodyOrQuery(request, InstanceRef))))
