@@ -10,6 +10,7 @@ import { PeerTransport, parsePeerAddress } from './cluster/transport.js'
 import type { Logger } from './core/logger.js'
 import { createGraceNode } from './node.js'
 import { openDatabase } from './storage/db.js'
+import { NODE_ID_PATTERN } from './core/validate.js'
 
 const USAGE = `grace: a service registry and configuration center
 
@@ -23,6 +24,9 @@ Usage: grace [options]
                      (GRACE_MEMBERS; absent: a standalone node). Must include this node.
   --cluster-secret S shared secret authenticating peers, at least 16 characters
                      (GRACE_CLUSTER_SECRET; required with --members; there is no default)
+  --join             this node is new to a running cluster: start with an empty log and wait to
+                     be added (POST /v1/cluster/members on any member); --members then lists
+                     the running members and this node (GRACE_JOIN=true)
   --snapshot-every N compact the Raft log every N applied entries (GRACE_SNAPSHOT_EVERY, default 10000)
   --snapshot-retain N entries kept behind the compaction point   (GRACE_SNAPSHOT_RETAIN, default 5000)
   --help             this text`
@@ -35,6 +39,8 @@ export interface ServerSettings {
   nodeId: string
   /** Peer addresses by node id, this node included; empty for a standalone node. */
   members: Map<string, string>
+  /** A new node for a running cluster: no first configuration of its own. */
+  join: boolean
   clusterSecret: string | undefined
   snapshotEvery: number
   snapshotRetain: number
@@ -47,7 +53,6 @@ function positiveInt(value: string | undefined, name: string, fallback: number):
   return n
 }
 
-const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
 
 function parseMembers(list: string | undefined): Map<string, string> {
   const members = new Map<string, string>()
@@ -56,7 +61,7 @@ function parseMembers(list: string | undefined): Map<string, string> {
     const eq = item.indexOf('=')
     const id = item.slice(0, eq)
     const address = item.slice(eq + 1)
-    if (eq <= 0 || !NODE_ID.test(id) || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(address)) {
+    if (eq <= 0 || !NODE_ID_PATTERN.test(id) || !/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(address)) {
       throw new Error(`invalid member ${JSON.stringify(item)}: expected id=host:port`)
     }
     if (members.has(id)) throw new Error(`member ${id} is listed twice`)
@@ -76,6 +81,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
       'node-id': { type: 'string' },
       members: { type: 'string' },
       'cluster-secret': { type: 'string' },
+      join: { type: 'boolean' },
       'snapshot-every': { type: 'string' },
       'snapshot-retain': { type: 'string' },
       help: { type: 'boolean' },
@@ -91,7 +97,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
   const logLevel = values['log-level'] ?? env.GRACE_LOG_LEVEL ?? 'info'
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) throw new Error(`invalid log level: ${logLevel}`)
   const nodeId = values['node-id'] ?? env.GRACE_NODE_ID ?? 'n1'
-  if (!NODE_ID.test(nodeId)) throw new Error(`invalid node id ${JSON.stringify(nodeId)}: letters, digits, '.', '_' and '-', at most 64`)
+  if (!NODE_ID_PATTERN.test(nodeId)) throw new Error(`invalid node id ${JSON.stringify(nodeId)}: letters, digits, '.', '_' and '-', at most 64`)
   const members = parseMembers(values.members ?? env.GRACE_MEMBERS)
   const clusterSecret = values['cluster-secret'] ?? env.GRACE_CLUSTER_SECRET
   if (members.size > 0) {
@@ -101,6 +107,8 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
       throw new Error('a cluster needs --cluster-secret (or GRACE_CLUSTER_SECRET) of at least 16 characters')
     }
   }
+  const join = values.join ?? ['1', 'true'].includes(env.GRACE_JOIN ?? '')
+  if (join && members.size < 2) throw new Error('--join needs --members listing at least one running member and this node')
   return {
     host: values.host ?? env.GRACE_HOST ?? '127.0.0.1',
     port,
@@ -108,6 +116,7 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv): ServerSett
     logLevel,
     nodeId,
     members,
+    join,
     clusterSecret,
     snapshotEvery: positiveInt(values['snapshot-every'] ?? env.GRACE_SNAPSHOT_EVERY, '--snapshot-every', 10_000),
     snapshotRetain: positiveInt(values['snapshot-retain'] ?? env.GRACE_SNAPSHOT_RETAIN, '--snapshot-retain', 5_000),
@@ -142,7 +151,9 @@ export async function main(argv: string[]): Promise<void> {
     random: Math.random,
     logger,
     nodeId: settings.nodeId,
-    voters: settings.members.size > 0 ? [...settings.members.keys()] : [settings.nodeId],
+    // A joining node has no first configuration: the cluster's log brings its membership.
+    voters: settings.join ? [] : settings.members.size > 0 ? [...settings.members.keys()] : [settings.nodeId],
+    peerAddresses: settings.members,
     snapshotEvery: settings.snapshotEvery,
     snapshotRetain: settings.snapshotRetain,
     ...(transport ? { transport } : {}),

@@ -33,6 +33,8 @@ export interface GraceNodeOptions {
   voters?: readonly NodeId[]
   /** The authenticated peer transport, for a node with peers; main.ts creates it. */
   transport?: RaftTransport
+  /** Peer addresses by node id (--members), this node's included. */
+  peerAddresses?: ReadonlyMap<NodeId, string>
   /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
   snapshotEvery?: number
   snapshotRetain?: number
@@ -63,6 +65,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     random: opts.random,
     bootstrap: { voters: [...(opts.voters ?? [nodeId])], learners: [] },
     ...(opts.transport ? { transport: opts.transport } : {}),
+    ...(opts.peerAddresses ? { peerAddresses: opts.peerAddresses } : {}),
     ...(opts.snapshotEvery ? { compactEvery: opts.snapshotEvery } : {}),
     ...(opts.snapshotRetain ? { retainEntries: opts.snapshotRetain } : {}),
   })
@@ -74,7 +77,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
   const naming = new NamingService(proxy, view, leases, opts.clock)
 
-  const app = buildApp({ naming, config, clusterStatus: () => log.status(), ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({ naming, config, clusterStatus: () => log.status(), clusterControl: log, ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
   leases.start()
 

@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   SERVICE_ALREADY_EXISTS: { status: 409, summary: 'A service with that name already exists.' },
   SERVICE_NOT_EMPTY: { status: 409, summary: 'The service still has instances.' },
   CAS_MISMATCH: { status: 409, summary: 'The config md5 is not the casMd5 the request expected.' },
+  MEMBERSHIP_CONFLICT: { status: 409, summary: 'The membership change does not fit the cluster: the node is already (or not) a member, it is the last voter, or the node runs standalone.' },
   // 413, 415: the body itself.
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is over the limit for the route.' },
   CONTENT_TOO_LARGE: { status: 413, summary: 'The config content is over 1 MiB.' },

@@ -136,3 +136,13 @@ export function paging(query: Fields, defaultSize = 100): { pageNo: number; page
     pageSize: integer(query.pageSize, 'pageSize', 1, LIMITS.maxPageSize, defaultSize),
   }
 }
+
+/** A node id: letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+
+export function nodeId(value: unknown, field: string): string {
+  if (typeof value !== 'string' || !NODE_ID_PATTERN.test(value)) {
+    fail('INVALID_ARGUMENT', `${field} must be a node id: letters, digits, '.', '_' and '-', at most 64`)
+  }
+  return value
+}

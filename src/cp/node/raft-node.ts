@@ -11,7 +11,7 @@ import type { Logger } from '../../core/logger.js'
 import type { BatchOp, Database } from '../../storage/db.js'
 import type { CpCommand, CpStatus, LogEntry, ReplicatedLog, StateMachine } from '../log.js'
 import { Raft, RaftError } from '../raft/raft.js'
-import type { Entry, HardState, Membership, Message, NodeId, Ready, SnapshotMeta } from '../raft/types.js'
+import type { ConfigChange, Entry, HardState, Membership, Message, NodeId, Ready, SnapshotMeta } from '../raft/types.js'
 import {
   APPLIED_KEY,
   HARD_STATE_KEY,
@@ -32,6 +32,8 @@ export interface RaftTransport {
   call(to: NodeId, method: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   onCall(method: string, handler: (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>): void
   onUnreachable(handler: (peer: NodeId) => void): void
+  /** The peers to talk to (every member but this node), kept in step with the membership. */
+  setPeers?(peers: ReadonlyMap<NodeId, string>): void
 }
 
 export interface RaftNodeOptions {
@@ -55,6 +57,11 @@ export interface RaftNodeOptions {
   retainEntries?: number
   /** Writes waiting for the log at most; more are refused with UNAVAILABLE. */
   maxPendingProposals?: number
+  /**
+   * Peer addresses this node was started with (--members). Members added later bring theirs in
+   * the membership; these serve the first configuration, and a joining node until it is added.
+   */
+  peerAddresses?: ReadonlyMap<NodeId, string>
 }
 
 interface PendingProposal {
@@ -77,6 +84,8 @@ interface PendingReadIndex {
 }
 
 const PROPOSE = 'raft.propose'
+const CHANGE_MEMBERSHIP = 'raft.changeMembership'
+const TRANSFER_LEADERSHIP = 'raft.transferLeadership'
 const READ_INDEX = 'raft.readIndex'
 const SNAPSHOT_CHUNK = 'raft.snapshotChunk'
 /** Snapshot data per call: far below the transport's frame limit, large enough to move fast. */
@@ -123,6 +132,12 @@ export class RaftNode implements ReplicatedLog {
   private cancelTick: Cancel | null = null
   private closed = false
   private broken: Error | null = null
+  private readonly id: NodeId
+  private readonly baseAddresses: ReadonlyMap<NodeId, string>
+  /** The membership the transport's peers were last set from. */
+  private peersFrom: Membership | null = null
+  private promoting = false
+  private transferWaiters: { to: NodeId; resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
 
   private constructor(opts: RaftNodeOptions, state: Awaited<ReturnType<typeof loadRaftState>>) {
     this.db = opts.db
@@ -130,6 +145,8 @@ export class RaftNode implements ReplicatedLog {
     this.clock = opts.clock
     this.logger = opts.logger
     this.transport = opts.transport
+    this.id = opts.id
+    this.baseAddresses = opts.peerAddresses ?? new Map()
     this.tickMs = opts.tickMs ?? 100
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 5_000
     this.compactEvery = opts.compactEvery ?? 10_000
@@ -172,6 +189,16 @@ export class RaftNode implements ReplicatedLog {
       const result = await this.proposeLocally(command)
       return encoder.encode(JSON.stringify({ result: result ?? null }))
     })
+    this.transport?.onCall(CHANGE_MEMBERSHIP, async (_from, payload) => {
+      const { change } = JSON.parse(decoder.decode(payload)) as { change: ConfigChange }
+      const membership = await this.changeMembershipLocally(change)
+      return encoder.encode(JSON.stringify({ membership }))
+    })
+    this.transport?.onCall(TRANSFER_LEADERSHIP, async (_from, payload) => {
+      const { to } = JSON.parse(decoder.decode(payload)) as { to: NodeId }
+      const leaderId = await this.transferLocally(to)
+      return encoder.encode(JSON.stringify({ leaderId }))
+    })
     this.transport?.onCall(SNAPSHOT_CHUNK, async (from, payload) => {
       await this.receiveSnapshotChunk(from, JSON.parse(decoder.decode(payload)) as SnapshotChunk)
       return new Uint8Array(0)
@@ -183,12 +210,138 @@ export class RaftNode implements ReplicatedLog {
     const loop = () => {
       if (this.closed) return
       this.raft.tick()
+      this.promoteCaughtUpLearner()
       this.kick()
       this.cancelTick = this.clock.setTimer(this.tickMs, loop)
     }
     this.cancelTick = this.clock.setTimer(this.tickMs, loop)
+    this.syncPeers()
     // Alone in the cluster, there is nobody to wait for.
     this.raft.campaignNow()
+  }
+
+  // ---- membership (thesis 4): one server at a time, through the log --------------------------
+
+  /**
+   * Adds a learner, promotes one, or removes a member; answers the membership once the change
+   * is committed and applied. Sent to any node: a follower forwards it to the leader.
+   */
+  async changeMembership(change: ConfigChange): Promise<Membership> {
+    this.checkOpen()
+    if (!this.transport) throw new GraceError('MEMBERSHIP_CONFLICT', 'this node runs standalone (no --members): its membership cannot change')
+    await this.knownLeader()
+    const soft = this.raft.softState()
+    if (soft.role === 'leader') return this.changeMembershipLocally(change)
+    return this.forward(soft.leader, CHANGE_MEMBERSHIP, { change }, (body) => (body as { membership: Membership }).membership)
+  }
+
+  /** Moves leadership to a caught-up voter (thesis 3.10); answers the new leader's id. */
+  async transferLeadership(to: NodeId): Promise<NodeId> {
+    this.checkOpen()
+    await this.knownLeader()
+    const soft = this.raft.softState()
+    if (soft.role === 'leader') return this.transferLocally(to)
+    return this.forward(soft.leader, TRANSFER_LEADERSHIP, { to }, (body) => (body as { leaderId: NodeId }).leaderId)
+  }
+
+  /** Every member's peer address, as this node knows it. */
+  memberAddresses(): Record<NodeId, string> {
+    return Object.fromEntries(this.addressesOf(this.raft.currentMembership()))
+  }
+
+  private changeMembershipLocally(change: ConfigChange): Promise<Membership> {
+    this.checkOpen()
+    let index: number
+    try {
+      index = this.raft.proposeConfigChange(change)
+    } catch (err) {
+      return Promise.reject(toGraceError(err))
+    }
+    const term = this.raft.softState().term
+    return new Promise((resolve, reject) => {
+      const cancelTimer = this.timeout(() => {
+        this.proposals.delete(index)
+        reject(unavailable('the membership change was not committed in time; it may or may not take effect'))
+      })
+      this.proposals.set(index, { term, resolve: () => resolve(this.raft.currentMembership()), reject, cancelTimer })
+      this.kick()
+    })
+  }
+
+  private transferLocally(to: NodeId): Promise<NodeId> {
+    if (to === this.id) return Promise.resolve(to)
+    try {
+      this.raft.transferLeadership(to)
+    } catch (err) {
+      return Promise.reject(toGraceError(err))
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        to,
+        resolve,
+        reject,
+        cancelTimer: this.timeout(() => {
+          this.transferWaiters = this.transferWaiters.filter((w) => w !== waiter)
+          reject(unavailable(`leadership did not move to ${to} in time`))
+        }),
+      }
+      this.transferWaiters.push(waiter)
+      this.kick()
+    })
+  }
+
+  /**
+   * A learner joins to become a voter: once it holds everything committed, the leader proposes
+   * its promotion. One at a time, and only when no other change is pending (the core refuses
+   * otherwise, and the next tick tries again).
+   */
+  private promoteCaughtUpLearner(): void {
+    if (this.promoting || this.closed) return
+    const s = this.raft.status()
+    if (s.role !== 'leader' || s.membership.learners.length === 0) return
+    const ready = s.progress.find((p) => s.membership.learners.includes(p.id) && p.match >= s.commitIndex)
+    if (!ready) return
+    this.promoting = true
+    this.changeMembershipLocally({ op: 'promote', id: ready.id })
+      .then(
+        () => this.logger.info({ id: ready.id }, 'learner caught up and promoted to voter'),
+        // Usually another change in flight or a leader change: the next tick tries again.
+        (err: Error) => this.logger.info({ id: ready.id, err: err.message }, 'learner not promoted yet'),
+      )
+      .finally(() => (this.promoting = false))
+  }
+
+  /** Keeps the transport's peers equal to the members (other than this node) and their addresses. */
+  private syncPeers(): void {
+    if (!this.transport?.setPeers) return
+    const membership = this.raft.currentMembership()
+    if (membership === this.peersFrom) return
+    this.peersFrom = membership
+    // A node waiting to join has no membership yet: it listens to the nodes it was started with.
+    const peers = membership.voters.length === 0 ? new Map(this.baseAddresses) : this.addressesOf(membership)
+    peers.delete(this.id)
+    this.transport.setPeers(peers)
+  }
+
+  private addressesOf(m: Membership): Map<NodeId, string> {
+    const out = new Map<NodeId, string>()
+    for (const id of [...m.voters, ...m.learners]) {
+      const address = m.addresses?.[id] ?? this.baseAddresses.get(id)
+      if (address !== undefined) out.set(id, address)
+      else if (id !== this.id) this.logger.warn({ id }, 'no address known for a member; start this node with it in --members')
+    }
+    return out
+  }
+
+  private wakeTransferWaiters(): void {
+    if (this.transferWaiters.length === 0) return
+    const leader = this.raft.softState().leader
+    this.transferWaiters = this.transferWaiters.filter((w) => {
+      if (w.to !== leader) return true
+      w.cancelTimer()
+      w.resolve(leader)
+      return false
+    })
   }
 
   // ---- ReplicatedLog ------------------------------------------------------------------------
@@ -237,7 +390,7 @@ export class RaftNode implements ReplicatedLog {
     for (const r of this.reads.values()) r.reject(closing)
     this.reads.clear()
     for (const { read } of this.readsAwaitingApply.splice(0)) read.reject(closing)
-    for (const w of this.leaderWaiters.splice(0)) {
+    for (const w of [...this.leaderWaiters.splice(0), ...this.transferWaiters.splice(0)]) {
       w.cancelTimer()
       w.reject(closing)
     }
@@ -347,6 +500,8 @@ export class RaftNode implements ReplicatedLog {
         this.again = false
         this.takeQueued()
         this.wakeLeaderWaiters()
+        this.wakeTransferWaiters()
+        this.syncPeers()
         if (!this.raft.hasReady()) break
         await this.handle(this.raft.ready())
       }
@@ -626,6 +781,7 @@ function unavailable(message: string): GraceError {
 
 /** A core refusal as the client sees it: 503, naming the leader when one is known. */
 function toGraceError(err: unknown): Error {
+  if (err instanceof RaftError && err.reason === 'invalidChange') return new GraceError('MEMBERSHIP_CONFLICT', err.message)
   if (err instanceof RaftError) {
     const leader = err.leader ? ` (leader: ${err.leader})` : ''
     return unavailable(`${err.message}${leader}; retry`)

@@ -355,6 +355,11 @@ export class Raft {
     return { role: this.role, leader: this.leader, term: this.term }
   }
 
+  /** The membership in force: the latest configuration entry in the log, committed or not. */
+  currentMembership(): Membership {
+    return this.membership
+  }
+
   status() {
     return {
       id: this.id,
@@ -744,15 +749,27 @@ export function applyChange(m: Membership, change: ConfigChange): Membership {
   const isVoter = m.voters.includes(change.id)
   const isLearner = m.learners.includes(change.id)
   switch (change.op) {
-    case 'addLearner':
+    case 'addLearner': {
       if (isVoter || isLearner) throw new RaftError('invalidChange', null, `${change.id} is already a member`)
-      return { voters: m.voters, learners: [...m.learners, change.id] }
+      const addresses = change.address === undefined ? m.addresses : Object.assign({}, m.addresses, { [change.id]: change.address })
+      return withAddresses({ voters: m.voters, learners: [...m.learners, change.id] }, addresses)
+    }
     case 'promote':
       if (!isLearner) throw new RaftError('invalidChange', null, `${change.id} is not a learner`)
-      return { voters: [...m.voters, change.id], learners: m.learners.filter((id) => id !== change.id) }
-    case 'remove':
+      return withAddresses({ voters: [...m.voters, change.id], learners: m.learners.filter((id) => id !== change.id) }, m.addresses)
+    case 'remove': {
       if (!isVoter && !isLearner) throw new RaftError('invalidChange', null, `${change.id} is not a member`)
       if (isVoter && m.voters.length === 1) throw new RaftError('invalidChange', null, 'cannot remove the last voter')
-      return { voters: m.voters.filter((id) => id !== change.id), learners: m.learners.filter((id) => id !== change.id) }
+      let addresses = m.addresses
+      if (addresses && change.id in addresses) {
+        addresses = Object.assign({}, addresses)
+        delete (addresses as Record<NodeId, string>)[change.id]
+      }
+      return withAddresses({ voters: m.voters.filter((id) => id !== change.id), learners: m.learners.filter((id) => id !== change.id) }, addresses)
+    }
   }
+}
+
+function withAddresses(m: Membership, addresses: Membership['addresses']): Membership {
+  return addresses === undefined || Object.keys(addresses).length === 0 ? m : { voters: m.voters, learners: m.learners, addresses }
 }

@@ -21,11 +21,17 @@ export interface Entry {
 export interface Membership {
   readonly voters: readonly NodeId[]
   readonly learners: readonly NodeId[]
+  /**
+   * Where peers reach members added by a change (host:port). Opaque to the core, which only
+   * carries it: through the log every node learns a new member's address with its membership.
+   * Members of the first configuration are found by the addresses each node was started with.
+   */
+  readonly addresses?: Readonly<Record<NodeId, string>>
 }
 
 /** One server at a time (thesis 4.1): add a learner, promote it, or remove a node. */
 export type ConfigChange =
-  | { readonly op: 'addLearner'; readonly id: NodeId }
+  | { readonly op: 'addLearner'; readonly id: NodeId; readonly address?: string }
   | { readonly op: 'promote'; readonly id: NodeId }
   | { readonly op: 'remove'; readonly id: NodeId }
 

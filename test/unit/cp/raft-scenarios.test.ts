@@ -2,7 +2,7 @@
 // Ousterhout, extended version) and Ongaro's thesis they check, plus the known pitfalls.
 
 import t, { type Test } from 'tap'
-import { Raft, RaftError } from '../../../src/cp/raft/raft.js'
+import { Raft, RaftError, applyChange } from '../../../src/cp/raft/raft.js'
 import type { Entry, Message } from '../../../src/cp/raft/types.js'
 import { RaftNet } from '../../helpers/raft-net.js'
 
@@ -181,6 +181,19 @@ t.test('6 membership: a learner joins, catches up, is promoted; a node is remove
   net.tick(undefined, 3)
   t.ok(net.appliedData('d').includes('after-removal'))
   throwsReason(t, () => net.node(leader).raft.proposeConfigChange({ op: 'promote', id: 'zz' }), 'invalidChange')
+})
+
+t.test('6 membership carries the peer addresses of added nodes, and drops those of removed ones', async (t) => {
+  const first = { voters: ['a', 'b', 'c'], learners: [] }
+  const added = applyChange(first, { op: 'addLearner', id: 'd', address: '10.0.0.4:9848' })
+  t.same(added, { voters: ['a', 'b', 'c'], learners: ['d'], addresses: { d: '10.0.0.4:9848' } })
+  const promoted = applyChange(added, { op: 'promote', id: 'd' })
+  t.same(promoted, { voters: ['a', 'b', 'c', 'd'], learners: [], addresses: { d: '10.0.0.4:9848' } }, 'promotion keeps the address')
+  const withE = applyChange(promoted, { op: 'addLearner', id: 'e', address: '10.0.0.5:9848' })
+  t.same(applyChange(withE, { op: 'remove', id: 'd' }), { voters: ['a', 'b', 'c'], learners: ['e'], addresses: { e: '10.0.0.5:9848' } })
+  t.same(applyChange(promoted, { op: 'remove', id: 'd' }), { voters: ['a', 'b', 'c'], learners: [] }, 'no empty address map is left behind')
+  t.same(added.addresses, { d: '10.0.0.4:9848' }, 'changes never modify the membership they start from')
+  t.same(applyChange(first, { op: 'remove', id: 'a' }), { voters: ['b', 'c'], learners: [] }, 'members of the first configuration have no address in it')
 })
 
 t.test('6 (Ongaro 2015) no membership change before the leader commits an entry of its term', async (t) => {

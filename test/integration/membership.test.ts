@@ -1,0 +1,119 @@
+// Membership change and leadership transfer on a real cluster of processes: a fourth node joins
+// as a learner, catches up, is promoted, serves linearizable reads, takes the leadership, and an
+// old member is removed; bad requests get their codes and change nothing.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { cluster } from '../helpers/cluster.js'
+import { request, startServer } from '../helpers/process.js'
+
+interface Members {
+  voters: string[]
+  learners: string[]
+  addresses: Record<string, string>
+}
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+t.test('a node joins, is promoted once caught up, takes the leadership; another is removed', async (t) => {
+  const c = await cluster(t)
+  const url = (id: string) => c.servers.get(id)!.url
+  const leader = await c.leader()
+  const follower = c.ids.find((id) => id !== leader)!
+
+  // Data written before the new node exists must reach it.
+  for (let port = 1; port <= 20; port++) {
+    const reg = await request(`${url(leader)}/v1/ns/instances`, 'POST', { service: 'before', ip: '10.0.0.1', port, ephemeral: false })
+    t.equal(reg.status, 200)
+  }
+
+  const { peerAddress } = await c.startJoiner('n4')
+  const waiting = await c.status('n4')
+  t.equal(waiting.leaderId, null, 'a joining node waits to be added; it elects nobody')
+  t.same((await c.status('n4')).membership, { voters: [], learners: [] })
+
+  // Added through a follower: the change is forwarded to the leader.
+  const added = await request(`${url(follower)}/v1/cluster/members`, 'POST', { id: 'n4', address: peerAddress })
+  t.equal(added.status, 200, JSON.stringify(added.body))
+  t.ok((added.body as Members).learners.includes('n4') || (added.body as Members).voters.includes('n4'), 'n4 is a member')
+  t.equal((added.body as Members).addresses.n4, peerAddress, 'its peer address travels with the membership')
+
+  const promoted = await eventually('n4 to be promoted', async () => {
+    const m = (await request(`${url(leader)}/v1/cluster/members`, 'GET')).body as Members
+    return m.voters.includes('n4') ? m : undefined
+  })
+  t.same([...promoted.voters].sort(), ['n1', 'n2', 'n3', 'n4'])
+  t.same(promoted.learners, [])
+
+  // The new voter answers linearizable reads with everything written before and after it joined.
+  const after = await request(`${url(leader)}/v1/ns/instances`, 'POST', { service: 'after', ip: '10.0.0.2', port: 1, ephemeral: false })
+  t.equal(after.status, 200)
+  t.equal((await request(`${url('n4')}/v1/ns/instances?service=before`, 'GET')).body.instances.length, 20)
+  t.equal((await request(`${url('n4')}/v1/ns/instances?service=after`, 'GET')).body.instances.length, 1)
+  t.equal((await c.status('n4')).role, 'follower')
+
+  // Leadership moves to the new node on request, sent to any node.
+  const moved = await request(`${url(follower)}/v1/cluster/leader`, 'POST', { id: 'n4' })
+  t.equal(moved.status, 200, JSON.stringify(moved.body))
+  t.same(moved.body, { leaderId: 'n4' })
+  t.equal((await c.status('n4')).role, 'leader')
+
+  // The old leader is removed: the cluster goes on with three voters and keeps taking writes.
+  const removed = await request(`${url('n4')}/v1/cluster/members?id=${leader}`, 'DELETE')
+  t.equal(removed.status, 200, JSON.stringify(removed.body))
+  t.notOk((removed.body as Members).voters.includes(leader))
+  t.notOk(leader in (removed.body as Members).addresses)
+  const later = await request(`${url('n4')}/v1/ns/instances`, 'POST', { service: 'later', ip: '10.0.0.3', port: 1, ephemeral: false })
+  t.equal(later.status, 200)
+  const remaining = c.ids.filter((id) => id !== leader)
+  for (const id of remaining) t.equal((await request(`${url(id)}/v1/ns/instances?service=later`, 'GET')).body.instances.length, 1, `${id} has the write`)
+})
+
+t.test('membership requests that do not fit are refused with a code and change nothing', async (t) => {
+  const c = await cluster(t)
+  const leader = await c.leader()
+  const url = c.servers.get(leader)!.url
+  const before = (await request(`${url}/v1/cluster/members`, 'GET')).body as Members
+
+  const cases: [string, string, unknown, number, string][] = [
+    ['POST', '/v1/cluster/members', { id: 'n2', address: '127.0.0.1:1' }, 409, 'MEMBERSHIP_CONFLICT'],
+    ['POST', '/v1/cluster/members', { id: 'bad id', address: '127.0.0.1:1' }, 400, 'INVALID_ARGUMENT'],
+    ['POST', '/v1/cluster/members', { id: 'n9' }, 400, 'INVALID_ARGUMENT'],
+    ['POST', '/v1/cluster/members', { id: 'n9', address: 'nowhere' }, 400, 'INVALID_ARGUMENT'],
+    ['POST', '/v1/cluster/members', { id: 'n9', address: '127.0.0.1:70000' }, 400, 'INVALID_ARGUMENT'],
+    ['DELETE', '/v1/cluster/members?id=n9', undefined, 409, 'MEMBERSHIP_CONFLICT'],
+    ['DELETE', '/v1/cluster/members', undefined, 400, 'INVALID_ARGUMENT'],
+    ['POST', '/v1/cluster/leader', { id: 'n9' }, 409, 'MEMBERSHIP_CONFLICT'],
+    ['POST', '/v1/cluster/leader', {}, 400, 'INVALID_ARGUMENT'],
+  ]
+  for (const [method, path, body, status, code] of cases) {
+    const res = await request(`${url}${path}`, method, body)
+    t.equal(res.status, status, `${method} ${path} ${JSON.stringify(body)}`)
+    t.equal(res.body.code, code)
+  }
+  t.same((await request(`${url}/v1/cluster/members`, 'GET')).body, before, 'the membership is unchanged')
+})
+
+t.test('a standalone node has no membership to change', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-alone-'))
+  const server = await startServer(dir)
+  t.teardown(async () => {
+    server.child.kill('SIGKILL')
+    await server.exited
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const res = await request(`${server.url}/v1/cluster/members`, 'POST', { id: 'n2', address: '127.0.0.1:9999' })
+  t.equal(res.status, 409)
+  t.equal(res.body.code, 'MEMBERSHIP_CONFLICT')
+  t.same((await request(`${server.url}/v1/cluster/members`, 'GET')).body, { voters: ['n1'], learners: [], addresses: {} })
+})
