@@ -63,14 +63,20 @@ export class PeerError extends Error {
   /** REMOTE only: the code the peer's handler failed with (a docs/errors.md code for GraceErrors). */
   readonly remoteCode: string | null
   readonly remoteMessage: string | null
+  /**
+   * False when the request certainly never left this node (refused before it was queued), so
+   * sending it again cannot make it happen twice.
+   */
+  readonly sent: boolean
 
-  constructor(code: PeerErrorCode, peer: NodeId, message: string, remote?: { code: string; message: string }) {
+  constructor(code: PeerErrorCode, peer: NodeId, message: string, remote?: { code: string; message: string }, sent = true) {
     super(message)
     this.name = 'PeerError'
     this.code = code
     this.peer = peer
     this.remoteCode = remote ? remote.code : null
     this.remoteMessage = remote ? remote.message : null
+    this.sent = sent
   }
 }
 
@@ -512,14 +518,14 @@ export class PeerTransport {
    */
   call(to: NodeId, method: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
-      if (this.state === 'closed') return reject(new PeerError('CLOSED', to, 'peer transport closed'))
+      if (this.state === 'closed') return reject(new PeerError('CLOSED', to, 'peer transport closed', undefined, false))
       const o = this.outbound.get(to)
-      if (!o) return reject(new PeerError('UNREACHABLE', to, `${to} is not a peer`))
+      if (!o) return reject(new PeerError('UNREACHABLE', to, `${to} is not a peer`, undefined, false))
       if (o.state === 'backoff' || this.state !== 'running') {
-        return reject(new PeerError('UNREACHABLE', to, `not connected to ${to}`))
+        return reject(new PeerError('UNREACHABLE', to, `not connected to ${to}`, undefined, false))
       }
       if (o.pending.size >= this.limits.maxCallsInFlight) {
-        return reject(new PeerError('UNREACHABLE', to, `${o.pending.size} calls to ${to} already in flight`))
+        return reject(new PeerError('UNREACHABLE', to, `${o.pending.size} calls to ${to} already in flight`, undefined, false))
       }
       const id = o.nextCallId++
       let bytes: Buffer
@@ -529,7 +535,7 @@ export class PeerTransport {
         return reject(new PeerError('TOO_LARGE', to, (err as Error).message))
       }
       if (o.queuedFrames >= this.limits.maxQueueFrames || o.queuedBytes + bytes.length > this.limits.maxQueueBytes) {
-        return reject(new PeerError('UNREACHABLE', to, `send queue to ${to} is full`))
+        return reject(new PeerError('UNREACHABLE', to, `send queue to ${to} is full`, undefined, false))
       }
       const call: PendingCall = { id, resolve, reject, timer: null, settled: false }
       call.timer = setTimeout(() => {

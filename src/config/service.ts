@@ -68,6 +68,8 @@ export class ConfigService {
     const key = parseKey(fields)
     const { pageNo, pageSize } = paging(fields)
     if (!queryBool(fields.stale, 'stale', false)) await this.log.readBarrier()
+    // History entries are read from storage, where an applied write may still be landing.
+    await this.log.settled()
     return readHistory(this.db, configKeyString(key), this.sm.historyIdsOf(key), pageNo, pageSize)
   }
 

@@ -47,7 +47,8 @@ export interface CpStatus {
 
 export interface ReplicatedLog {
   /**
-   * Appends the command, waits until it is durable (fsynced on a quorum) and applied locally,
+   * Appends the command, waits until it is durable (fsynced on a quorum) and applied locally
+   * (to the state machine's memory; its storage write may still be landing, see settled()),
    * and resolves with the state machine's result. Rejects with the GraceError the state machine
    * threw, or with UNAVAILABLE when the log cannot take writes now (closing, overloaded, no
    * quorum); a rejected UNAVAILABLE write may or may not have been applied.
@@ -58,6 +59,11 @@ export interface ReplicatedLog {
    * after it is linearizable.
    */
   readBarrier(): Promise<void>
+  /**
+   * Resolves once the state machine's storage holds every write applied so far: for reads that
+   * go to storage without a barrier (stale reads) and must still see what was acknowledged.
+   */
+  settled(): Promise<void>
   status(): CpStatus
   /** Finishes the writes already taken, refuses new ones, and stops. Does not close storage. */
   close(): Promise<void>

@@ -84,6 +84,9 @@ interface PendingReadIndex {
 }
 
 const PROPOSE = 'raft.propose'
+/** Pauses before sending a forwarded request again that could not leave this node. */
+const FORWARD_RETRY_FIRST_MS = 25
+const FORWARD_RETRY_MAX_MS = 400
 const CHANGE_MEMBERSHIP = 'raft.changeMembership'
 const TRANSFER_LEADERSHIP = 'raft.transferLeadership'
 const READ_INDEX = 'raft.readIndex'
@@ -371,6 +374,13 @@ export class RaftNode implements ReplicatedLog {
     })
   }
 
+  /** Resolves once the state machine's storage holds everything applied so far. */
+  async settled(): Promise<void> {
+    await this.settling.catch(() => {
+      throw unavailable('storage failed; the server must be restarted')
+    })
+  }
+
   status(): CpStatus & { id: NodeId; term: number; leaderId: NodeId | null; lastIndex: number; membership: Membership } {
     const s = this.raft.status()
     return { id: s.id, role: s.role, term: s.term, leaderId: s.leader, commitIndex: s.commitIndex, appliedIndex: this.applied, lastIndex: s.lastIndex, membership: s.membership }
@@ -434,15 +444,32 @@ export class RaftNode implements ReplicatedLog {
     })
   }
 
+  /**
+   * Sends a request to the leader and answers its answer. A request that certainly never left
+   * (this node's connection to the leader is still being set up, or being redialled after a
+   * blip) is sent again, to the leader of the moment, until the request timeout: the leader
+   * may well be up while this node's dial backs off. One that may have been sent is never
+   * repeated: the leader could have carried it out.
+   */
   private async forward<T>(leader: NodeId | null, method: string, body: object, pick: (body: unknown) => T): Promise<T> {
     if (leader === null || !this.transport) throw unavailable('there is no leader right now; retry')
-    let answer: Uint8Array
-    try {
-      answer = await this.transport.call(leader, method, encoder.encode(JSON.stringify(body)), this.requestTimeoutMs)
-    } catch (err) {
-      throw fromRemote(err, leader)
+    const payload = encoder.encode(JSON.stringify(body))
+    const deadline = this.clock.now() + this.requestTimeoutMs
+    for (let pause = FORWARD_RETRY_FIRST_MS; ; pause = Math.min(pause * 2, FORWARD_RETRY_MAX_MS)) {
+      let answer: Uint8Array
+      try {
+        answer = await this.transport.call(leader, method, payload, Math.max(1, deadline - this.clock.now()))
+      } catch (err) {
+        const unsent = (err as { sent?: boolean }).sent === false
+        if (!unsent || this.closed || this.clock.now() + pause >= deadline) throw fromRemote(err, leader)
+        await new Promise<void>((resolve) => this.clock.setTimer(pause, resolve))
+        const now = this.raft.softState().leader
+        if (now === this.id || now === null) throw unavailable('leadership changed while the request waited; retry')
+        leader = now
+        continue
+      }
+      return pick(JSON.parse(decoder.decode(answer)))
     }
-    return pick(JSON.parse(decoder.decode(answer)))
   }
 
   private leaderWaiters: { resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
@@ -666,6 +693,8 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private persistedTermVote: { term: number; vote: string | null } = { term: -1, vote: null }
+  /** The state machine's latest storage write (see apply). */
+  private settling: Promise<void> = Promise.resolve()
   private commitToStore: HardState | null = null
 
   private async apply(committed: readonly Entry[]): Promise<void> {
@@ -698,8 +727,16 @@ export class RaftNode implements ReplicatedLog {
         ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(this.commitToStore) })
         this.commitToStore = null
       }
-      // Not synced: the log entries are, and replay rebuilds these writes after a crash.
-      await this.db.batch(ops)
+    }
+    // Not synced: the log entries are, and replay rebuilds these writes after a crash. Nor
+    // awaited before answering: the entries are committed (on disk at a majority) and the state
+    // machine's memory already holds them, so the writers are answered while the batch lands.
+    // `applied` counts what memory holds; reads of stored data wait for settled() as well. The
+    // Ready loop waits for the batch too, so batches reach LevelDB in order and compaction never
+    // deletes entries whose effects are not yet stored.
+    const write = last > this.applied ? this.db.batch(ops) : undefined
+    if (write) {
+      this.settling = write
       this.applied = last
     }
     for (const o of outcomes) {
@@ -711,6 +748,7 @@ export class RaftNode implements ReplicatedLog {
       else if (o.ok) p.resolve(o.value)
       else p.reject(o.value as Error)
     }
+    if (write) await write
     const ready = this.readsAwaitingApply.filter((r) => r.index <= this.applied)
     this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > this.applied)
     for (const { read } of ready) {

@@ -5,11 +5,12 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { ManualClock } from '../../../src/core/clock.js'
+import { ManualClock, SystemClock } from '../../../src/core/clock.js'
 import { GraceError } from '../../../src/core/errors.js'
 import { silentLogger } from '../../../src/core/logger.js'
 import type { LogEntry, StateMachine } from '../../../src/cp/log.js'
-import { RaftNode, type RaftNodeOptions } from '../../../src/cp/node/raft-node.js'
+import { RaftNode, type RaftNodeOptions, type RaftTransport } from '../../../src/cp/node/raft-node.js'
+import type { Message } from '../../../src/cp/raft/types.js'
 import { HARD_STATE_KEY, entryKey } from '../../../src/cp/node/raft-storage.js'
 import { type BatchOp, type Database, openDatabase } from '../../../src/storage/db.js'
 
@@ -169,4 +170,61 @@ t.test('reads: the barrier passes at once for a group of one', async (t) => {
   await node.propose(put('a', '1'))
   await node.readBarrier()
   t.pass('no round trip needed')
+})
+
+/** A transport whose calls fail as scripted: `sent: false` errors first, then an answer. */
+function scriptedTransport(failures: { sent: boolean }[]) {
+  let deliver: (m: Message) => void = () => {}
+  const calls: string[] = []
+  const transport: RaftTransport = {
+    sendRaft() {},
+    onRaft(handler) {
+      deliver = handler
+    },
+    onCall() {},
+    onUnreachable() {},
+    async call(to, method) {
+      calls.push(`${method}@${to}`)
+      const failure = failures.shift()
+      if (failure) throw Object.assign(new Error(failure.sent ? 'connection lost' : `not connected to ${to}`), { code: 'UNREACHABLE', sent: failure.sent })
+      return new TextEncoder().encode(JSON.stringify({ result: { forwarded: true } }))
+    },
+  }
+  // SystemClock's timers do not hold the process open; a server's sockets do, this does here.
+  const keepAlive = setInterval(() => {}, 1000)
+  // The leader makes itself known to this follower with a heartbeat.
+  const heartbeatFrom = (leader: string) => deliver({ type: 'append', from: leader, to: 'n1', term: 3, prevIndex: 0, prevTerm: 0, entries: [], commit: 0 })
+  return { transport, calls, heartbeatFrom, stop: () => clearInterval(keepAlive) }
+}
+
+t.test('a follower sends a forwarded write again while its link to the leader is still being set up', async (t) => {
+  const { open } = await setup(t)
+  const script = scriptedTransport([{ sent: false }, { sent: false }])
+  t.teardown(script.stop)
+  const { node } = await open({ transport: script.transport, clock: new SystemClock(), bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  script.heartbeatFrom('n2')
+  t.same(await node.propose(put('a', '1')), { forwarded: true })
+  t.same(script.calls, ['raft.propose@n2', 'raft.propose@n2', 'raft.propose@n2'], 'two refusals before it left, then sent')
+})
+
+t.test('a forwarded write that may have reached the leader is never sent twice', async (t) => {
+  const { open } = await setup(t)
+  const script = scriptedTransport([{ sent: true }])
+  t.teardown(script.stop)
+  const { node } = await open({ transport: script.transport, clock: new SystemClock(), bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  script.heartbeatFrom('n2')
+  await t.rejects(node.propose(put('a', '1')), { code: 'UNAVAILABLE' })
+  t.same(script.calls, ['raft.propose@n2'])
+})
+
+t.test('a forwarded write that cannot leave fails within the request timeout', async (t) => {
+  const { open } = await setup(t)
+  const script = scriptedTransport(Array.from({ length: 1000 }, () => ({ sent: false })))
+  t.teardown(script.stop)
+  const { node } = await open({ transport: script.transport, clock: new SystemClock(), requestTimeoutMs: 300, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  script.heartbeatFrom('n2')
+  const started = Date.now()
+  await t.rejects(node.propose(put('a', '1')), { code: 'UNAVAILABLE' })
+  t.ok(Date.now() - started < 1000, `gave up after ${Date.now() - started} ms`)
+  t.ok(script.calls.length >= 3 && script.calls.length <= 8, `${script.calls.length} attempts, backing off`)
 })
