@@ -1,0 +1,264 @@
+// What one Distro node holds: every client's latest record or tombstone, which member owns each
+// client under this node's view of the healthy members, and a bucket digest per owner kept up to
+// date on every change. Pure and synchronous: the driver (ap/node) wraps it in an EphemeralStore
+// (adding listeners for the naming views), feeds it local writes, syncs, pulls and pushes, and
+// calls setMembers when the healthy member set changes.
+//
+// Invariants, checked by check() in tests:
+//   a client is live or tombstoned, never both;
+//   every live client is in exactly the digest and client set of its owner (or none when there
+//   are no members), and each digest's counts add up to its owner's client count.
+
+import { assert } from '../../core/assert.js'
+import type { ClientRecord } from '../store.js'
+import { BucketDigest, bucketHash, type BucketSummary, type ExactDigest, type LocalView } from './digest.js'
+import { DISTRO_LIMITS } from './limits.js'
+import { Ownership, clientHash, type OwnershipChange } from './ownership.js'
+import { TombstoneSet, acceptsVersion } from './records.js'
+import { isTombstone, tombstone, type NodeId, type Versioned } from './types.js'
+
+interface Entry {
+  record: ClientRecord
+  /** clientHash and bucketHash of the id, computed once per client. */
+  readonly hA: number
+  readonly hB: number
+  owner: NodeId | null
+}
+
+interface OwnerIndex {
+  readonly digest: BucketDigest
+  readonly clients: Set<string>
+}
+
+/** A change that took effect: prev and next as for ap/store.ts's ClientListener. */
+export interface Applied {
+  readonly prev: ClientRecord | undefined
+  readonly next: ClientRecord | undefined
+}
+
+export interface ReplicaOptions {
+  readonly tombstoneTtlMs?: number
+  readonly maxTombstones?: number
+  readonly buckets?: number
+}
+
+export class Replica implements LocalView {
+  private ownership: Ownership
+  private readonly live = new Map<string, Entry>()
+  private readonly tombs: TombstoneSet
+  private readonly owners = new Map<NodeId, OwnerIndex>()
+  readonly buckets: number
+
+  constructor(
+    readonly self: NodeId,
+    healthyMembers: Iterable<NodeId>,
+    opts: ReplicaOptions = {},
+  ) {
+    this.ownership = new Ownership(healthyMembers)
+    this.tombs = new TombstoneSet(opts.tombstoneTtlMs ?? DISTRO_LIMITS.tombstoneTtlMs, opts.maxTombstones ?? DISTRO_LIMITS.maxTombstones)
+    this.buckets = opts.buckets ?? DISTRO_LIMITS.digestBuckets
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  get(clientId: string): ClientRecord | undefined {
+    return this.live.get(clientId)?.record
+  }
+
+  held(clientId: string): { readonly version: number; readonly removed: boolean } | undefined {
+    const e = this.live.get(clientId)
+    if (e) return { version: e.record.version, removed: false }
+    const v = this.tombs.get(clientId)
+    return v === undefined ? undefined : { version: v, removed: true }
+  }
+
+  /** What to send for a client (a pull answer, a push): its record or tombstone. */
+  heldItem(clientId: string): Versioned | undefined {
+    const e = this.live.get(clientId)
+    if (e) return e.record
+    const v = this.tombs.get(clientId)
+    return v === undefined ? undefined : tombstone(clientId, v)
+  }
+
+  /** The version a local write must exceed (record or tombstone), for nextVersion. */
+  heldVersion(clientId: string): number | undefined {
+    return this.live.get(clientId)?.record.version ?? this.tombs.get(clientId)
+  }
+
+  ownerOf(clientId: string): NodeId | null {
+    const e = this.live.get(clientId)
+    return e ? e.owner : this.ownership.ownerOf(clientId)
+  }
+
+  isResponsible(clientId: string): boolean {
+    return this.ownerOf(clientId) === this.self
+  }
+
+  members(): readonly NodeId[] {
+    return this.ownership.members
+  }
+
+  records(): IterableIterator<ClientRecord> {
+    return mapIter(this.live.values(), (e) => e.record)
+  }
+
+  /** The live clients this node is responsible for. */
+  *owned(): IterableIterator<ClientRecord> {
+    const idx = this.owners.get(this.self)
+    if (!idx) return
+    for (const id of idx.clients) yield this.live.get(id)!.record
+  }
+
+  ownedCount(owner: NodeId = this.self): number {
+    return this.owners.get(owner)?.clients.size ?? 0
+  }
+
+  *ownedBy(owner: NodeId, buckets: ReadonlySet<number> | null): Iterable<string> {
+    const idx = this.owners.get(owner)
+    if (!idx) return
+    const mask = this.buckets - 1
+    for (const id of idx.clients) {
+      if (buckets === null || buckets.has(this.live.get(id)!.hB & mask)) yield id
+    }
+  }
+
+  get size(): number {
+    return this.live.size
+  }
+
+  get tombstones(): number {
+    return this.tombs.size
+  }
+
+  // ---- digests -----------------------------------------------------------------------------
+
+  /** The bucket summary of the clients this node counts as `owner`'s (its own by default). */
+  summary(owner: NodeId = this.self): BucketSummary {
+    const idx = this.owners.get(owner)
+    return idx ? idx.digest.summary(owner) : new BucketDigest(this.buckets).summary(owner)
+  }
+
+  /** This node's exact state as an owner in some buckets (all when null), for a peer's diffDigest. */
+  exact(buckets: readonly number[] | null): ExactDigest {
+    const scope = buckets === null ? null : new Set(buckets)
+    const mask = this.buckets - 1
+    const live = new Map<string, number>()
+    const idx = this.owners.get(this.self)
+    if (idx) {
+      for (const id of idx.clients) {
+        const e = this.live.get(id)!
+        if (scope === null || scope.has(e.hB & mask)) live.set(id, e.record.version)
+      }
+    }
+    // Tombstones carry no owner and are few; each is hashed here rather than cached.
+    const removed = new Map<string, number>()
+    for (const [id, v] of this.tombs.entries()) {
+      if (scope === null || scope.has(bucketHash(id) & mask)) removed.set(id, v)
+    }
+    return { owner: this.self, buckets: buckets === null ? null : buckets.slice(), live, removed }
+  }
+
+  // ---- changes -----------------------------------------------------------------------------
+
+  /**
+   * Merges a record or tombstone from anywhere (a local write, a sync, a pull, a push). Returns
+   * the change, or null when it was stale or a duplicate (records.ts: strictly newer wins).
+   * A tombstone over a tombstone returns { prev: undefined, next: undefined }: accepted, but
+   * nothing visible changed.
+   */
+  apply(item: Versioned, now: number): Applied | null {
+    const id = item.clientId
+    const e = this.live.get(id)
+    if (!acceptsVersion(e ? e.record.version : this.tombs.get(id), item.version)) return null
+    if (isTombstone(item)) {
+      this.tombs.add(id, item.version, now)
+      if (!e) return { prev: undefined, next: undefined }
+      this.live.delete(id)
+      this.unindex(id, e)
+      return { prev: e.record, next: undefined }
+    }
+    assert(item.instances.every((i) => i.ephemeral && i.clientId === id), 'a client record holds only its own ephemeral instances')
+    if (e) {
+      const idx = e.owner === null ? undefined : this.owners.get(e.owner)
+      idx?.digest.remove(e.hA, e.hB, e.record.version)
+      const prev = e.record
+      e.record = item
+      idx?.digest.add(e.hA, e.hB, item.version)
+      return { prev, next: item }
+    }
+    this.tombs.delete(id)
+    const hA = clientHash(id)
+    const fresh: Entry = { record: item, hA, hB: bucketHash(id), owner: this.ownership.ownerOfHash(hA) }
+    this.live.set(id, fresh)
+    this.index(id, fresh)
+    return { prev: undefined, next: item }
+  }
+
+  /**
+   * A new view of the healthy members: recomputes every client's owner and returns the clients
+   * whose owner changed. Those with `to === self` are takeovers (give them a grace, takeover.ts);
+   * those with `from === self` are handed over.
+   */
+  setMembers(healthyMembers: Iterable<NodeId>): OwnershipChange[] {
+    const next = new Ownership(healthyMembers)
+    const changes: OwnershipChange[] = []
+    if (next.sameMembers(this.ownership)) return changes
+    this.ownership = next
+    for (const [id, e] of this.live) {
+      const owner = next.ownerOfHash(e.hA)
+      if (owner === e.owner) continue
+      changes.push({ clientId: id, from: e.owner, to: owner })
+      this.unindex(id, e)
+      e.owner = owner
+      this.index(id, e)
+    }
+    for (const [owner, idx] of this.owners) if (idx.clients.size === 0) this.owners.delete(owner)
+    return changes
+  }
+
+  /** Drops tombstones past their time (records.ts). Returns how many. */
+  collect(now: number): number {
+    return this.tombs.collect(now)
+  }
+
+  /** Asserts the invariants; O(clients). For tests and the simulator. */
+  check(): void {
+    let indexed = 0
+    for (const [owner, idx] of this.owners) {
+      let sum = 0
+      for (const c of idx.digest.counts) sum += c
+      assert(sum === idx.clients.size, `${owner}'s digest counts ${sum} clients, its set ${idx.clients.size}`)
+      for (const id of idx.clients) assert(this.live.get(id)?.owner === owner, `${id} is indexed under its owner ${owner}`)
+      indexed += idx.clients.size
+    }
+    let owned = 0
+    for (const [id, e] of this.live) {
+      assert(this.tombs.get(id) === undefined, `${id} is live or tombstoned, not both`)
+      assert(e.owner === this.ownership.ownerOfHash(e.hA), `${id}'s owner is current`)
+      if (e.owner !== null) owned++
+    }
+    assert(indexed === owned, 'every owned client is indexed once')
+  }
+
+  private index(id: string, e: Entry): void {
+    if (e.owner === null) return
+    let idx = this.owners.get(e.owner)
+    if (!idx) {
+      idx = { digest: new BucketDigest(this.buckets), clients: new Set() }
+      this.owners.set(e.owner, idx)
+    }
+    idx.clients.add(id)
+    idx.digest.add(e.hA, e.hB, e.record.version)
+  }
+
+  private unindex(id: string, e: Entry): void {
+    if (e.owner === null) return
+    const idx = this.owners.get(e.owner)!
+    idx.clients.delete(id)
+    idx.digest.remove(e.hA, e.hB, e.record.version)
+  }
+}
+
+function* mapIter<A, B>(it: Iterable<A>, f: (a: A) => B): IterableIterator<B> {
+  for (const a of it) yield f(a)
+}
