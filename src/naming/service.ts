@@ -28,17 +28,62 @@ export interface ServicePage {
   readonly services: readonly ServiceSummary[]
 }
 
+/**
+ * A change to ephemeral data, as carried to the node responsible for the client (Distro: one
+ * node owns each client, applies its changes and versions them; the others forward).
+ */
+export type EphemeralOp =
+  | { readonly op: 'register'; readonly instance: Instance }
+  /** clientId: remove the instance from that client only (an address that moved to another). */
+  | { readonly op: 'deregister'; readonly ref: InstanceRef; readonly clientId?: string }
+  | { readonly op: 'update'; readonly ref: InstanceRef; readonly patch: InstancePatch }
+  | { readonly op: 'beat'; readonly request: BeatRequest }
+
+export type BeatResult = { clientBeatInterval: number; registered: boolean }
+
+/** Where a client's ephemeral changes are applied. Absent: here, always (a standalone node). */
+export interface EphemeralOwners {
+  /** The node to forward a change of this client to, or null when this node is responsible. */
+  forwardTarget(clientId: string): string | null
+  /** Sends the change to that node and answers what its executeForwarded answered. */
+  forward(to: string, op: EphemeralOp): Promise<unknown>
+}
+
 export class NamingService {
   constructor(
     private readonly proxy: ConsistencyProxy,
     private readonly view: NamingView,
     private readonly leases: ClientLeases,
     private readonly clock: Clock,
+    private readonly owners?: EphemeralOwners,
   ) {}
 
+  /**
+   * A change forwarded by another node: applied here whoever this node thinks owns the client
+   * (the nodes' views of the members may differ for a moment; a change is forwarded only once).
+   */
+  async executeForwarded(op: EphemeralOp): Promise<unknown> {
+    switch (op.op) {
+      case 'register':
+        this.registerEphemeral(op.instance)
+        return null
+      case 'deregister':
+        return this.deregisterEphemeral(op.ref, op.clientId)
+      case 'update':
+        await this.update(op.ref, op.patch, true)
+        return null
+      case 'beat':
+        return this.beatHere(op.request)
+    }
+  }
+
+  /** The node a change of this client goes to, or null to apply it here. */
+  private ownerElsewhere(clientId: string, forwarded: boolean): string | null {
+    return forwarded || !this.owners ? null : this.owners.forwardTarget(clientId)
+  }
+
   async register(instance: Instance): Promise<void> {
-    if (instance.ephemeral) this.registerEphemeral(instance)
-    else await this.registerPersistent(instance)
+    await this.registerNow(instance)
   }
 
   /**
@@ -46,20 +91,20 @@ export class NamingService {
    * hot path of a registry, where a promise per request is a measurable share of the work.
    */
   registerNow(instance: Instance): Promise<void> | undefined {
-    if (instance.ephemeral) {
-      this.registerEphemeral(instance)
-      return undefined
-    }
-    return this.registerPersistent(instance)
+    if (!instance.ephemeral) return this.registerPersistent(instance)
+    const owner = this.ownerElsewhere(instance.clientId, false)
+    if (owner !== null) return this.owners!.forward(owner, { op: 'register', instance }).then(() => undefined)
+    this.registerEphemeral(instance)
+    return undefined
   }
 
   async deregister(ref: InstanceRef): Promise<{ deleted: boolean }> {
-    const entry = this.view.get(ref)
     const id = instanceId(ref.cluster, ref.ip, ref.port)
-    const ephemeral = entry?.ephemeral.get(id)
+    const ephemeral = this.view.get(ref)?.ephemeral.get(id)
     if (ephemeral) {
-      this.changeClient(ephemeral.clientId, (instances) => instances.filter((i) => !sameInstance(i, ref)))
-      return { deleted: true }
+      const owner = this.ownerElsewhere(ephemeral.clientId, false)
+      if (owner !== null) return (await this.owners!.forward(owner, { op: 'deregister', ref })) as { deleted: boolean }
+      return this.deregisterEphemeral(ref)
     }
     // Nothing to remove is answered here, without a log entry. Applied state has every
     // acknowledged write, so a delete sent after a registration was answered does find it.
@@ -67,11 +112,16 @@ export class NamingService {
     return (await this.durable({ type: 'naming.instance.remove', ref })) as { deleted: boolean }
   }
 
-  async update(ref: InstanceRef, patch: InstancePatch): Promise<void> {
+  async update(ref: InstanceRef, patch: InstancePatch, forwarded = false): Promise<void> {
     const entry = this.view.get(ref)
     const ephemeral = entry?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))
     if (ephemeral) {
       if (patch.healthy !== undefined) fail('INVALID_ARGUMENT', 'the health of an ephemeral instance follows its heartbeats; it cannot be set')
+      const owner = this.ownerElsewhere(ephemeral.clientId, forwarded)
+      if (owner !== null) {
+        await this.owners!.forward(owner, { op: 'update', ref, patch })
+        return
+      }
       this.changeClient(ephemeral.clientId, (instances) => instances.map((i) => (sameInstance(i, ref) ? { ...i, ...patch } : i)))
       return
     }
@@ -81,18 +131,31 @@ export class NamingService {
     await this.durable({ type: 'naming.instance.update', ref, patch })
   }
 
-  /** A heartbeat: renews the client's lease and says whether it (and the instance) is still known. */
-  beat(request: BeatRequest): { clientBeatInterval: number; registered: boolean } {
-    let clientId = request.clientId
+  /**
+   * A heartbeat: renews the client's lease and says whether it (and the instance) is still
+   * known. Answered at once where this node is responsible for the client, else by its owner.
+   */
+  beat(request: BeatRequest): BeatResult | Promise<BeatResult> {
+    const clientId = this.beatClientId(request)
+    const owner = this.ownerElsewhere(clientId, false)
+    if (owner !== null) return this.owners!.forward(owner, { op: 'beat', request }) as Promise<BeatResult>
+    return this.beatHere(request)
+  }
+
+  private beatClientId(request: BeatRequest): string {
     const ref = request.instance
-    if (ref) {
-      const known = this.view.get(ref)?.find(instanceId(ref.cluster, ref.ip, ref.port))
-      if (known && !known.ephemeral) {
-        fail('NOT_EPHEMERAL', `instance ${ref.ip}:${ref.port} is persistent: it has no heartbeat; set its health with PATCH /v1/ns/instances`)
-      }
-      clientId ??= known?.clientId ?? `${ref.ip}:${ref.port}`
+    if (!ref) return request.clientId!
+    const known = this.view.get(ref)?.find(instanceId(ref.cluster, ref.ip, ref.port))
+    if (known && !known.ephemeral) {
+      fail('NOT_EPHEMERAL', `instance ${ref.ip}:${ref.port} is persistent: it has no heartbeat; set its health with PATCH /v1/ns/instances`)
     }
-    const record = this.proxy.readEphemeral(clientId!)
+    return request.clientId ?? known?.clientId ?? `${ref.ip}:${ref.port}`
+  }
+
+  private beatHere(request: BeatRequest): BeatResult {
+    const clientId = this.beatClientId(request)
+    const ref = request.instance
+    const record = this.proxy.readEphemeral(clientId)
     if (!record || (ref && !record.instances.some((i) => sameInstance(i, ref)))) {
       return { clientBeatInterval: record ? beatIntervalOf(record.instances) : BEAT_DEFAULTS.intervalMs, registered: false }
     }
@@ -172,6 +235,13 @@ export class NamingService {
     await this.durable({ type: 'naming.instance.put', instance })
   }
 
+  private deregisterEphemeral(ref: InstanceRef, fromClient?: string): { deleted: boolean } {
+    const clientId = fromClient ?? this.view.get(ref)?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))?.clientId
+    if (clientId === undefined || !this.proxy.readEphemeral(clientId)?.instances.some((i) => sameInstance(i, ref))) return { deleted: false }
+    this.changeClient(clientId, (instances) => instances.filter((i) => !sameInstance(i, ref)))
+    return { deleted: true }
+  }
+
   private registerEphemeral(instance: Instance): void {
     const entry = this.view.get(instance)
     if (entry?.kind() === false) kindConflict(instance, false)
@@ -183,9 +253,14 @@ export class NamingService {
       }
       if (!entry && this.view.size() >= LIMITS.maxServices) fail('LIMIT_EXCEEDED', `the registry holds ${LIMITS.maxServices} services, the most allowed`)
     }
-    // The same address registered by another client moves to this one: the newest registration wins.
+    // The same address registered by another client moves to this one: the newest registration
+    // wins. The other client may be owned elsewhere: its owner removes the instance from it.
     if (previous && previous.clientId !== instance.clientId) {
-      this.changeClient(previous.clientId, (instances) => instances.filter((i) => !sameInstance(i, instance)))
+      const owner = this.ownerElsewhere(previous.clientId, false)
+      if (owner === null) this.changeClient(previous.clientId, (instances) => instances.filter((i) => !sameInstance(i, instance)))
+      // Not awaited: the registration stands either way; should this fail, the old client's
+      // copy goes when that client stops beating.
+      else void this.owners!.forward(owner, { op: 'deregister', ref: instance, clientId: previous.clientId }).catch(() => {})
     }
     const registered: Instance = { ...instance, healthy: true }
     this.changeClient(instance.clientId, (instances) => {

@@ -56,7 +56,9 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
   })
 
   app.put('/v1/ns/instances/beat', (request, reply) => {
-    return send(request, reply, BeatResponse, naming.beat(parseBeat(bodyOrQuery(request, InstanceRef))))
+    const answer = naming.beat(parseBeat(bodyOrQuery(request, InstanceRef)))
+    if (!(answer instanceof Promise)) return send(request, reply, BeatResponse, answer)
+    return answer.then((forwarded) => send(request, reply, BeatResponse, forwarded))
   })
 
   app.get('/v1/ns/services', async (request, reply) => {
