@@ -31,7 +31,27 @@ export class ClientLeases {
   constructor(
     private readonly store: EphemeralStore,
     private readonly clock: Clock,
+    /**
+     * False while expiry must wait (Distro: this node sees too few members to tell a dead client
+     * from a partition, so it expires nothing, as Eureka's self-preservation).
+     */
+    private readonly mayExpire: () => boolean = () => true,
   ) {}
+
+  /**
+   * Clients this node became responsible for (a member left or joined): their beats went to
+   * another node until now, so each gets one full timeout from now before it can expire. No
+   * live instance is dropped by a takeover. A client already beating here keeps its lease.
+   */
+  takeOver(clientIds: Iterable<string>): void {
+    const now = this.clock.now()
+    for (const id of clientIds) if (!this.lastBeat.has(id) && this.store.get(id)) this.lastBeat.set(id, now)
+  }
+
+  /** Clients another node is now responsible for: it expires them, this node no longer does. */
+  handOver(clientIds: Iterable<string>): void {
+    for (const id of clientIds) this.lastBeat.delete(id)
+  }
 
   start(): void {
     const loop = () => {
@@ -61,6 +81,7 @@ export class ClientLeases {
 
   /** Applies overdue beats: unhealthy past the timeout, removed past the delete timeout. */
   sweep(): void {
+    if (!this.mayExpire()) return
     const now = this.clock.now()
     for (const [clientId, last] of this.lastBeat) {
       const record = this.store.get(clientId)
