@@ -154,12 +154,15 @@ export async function main(argv: string[]): Promise<void> {
     // A joining node has no first configuration: the cluster's log brings its membership.
     voters: settings.join ? [] : settings.members.size > 0 ? [...settings.members.keys()] : [settings.nodeId],
     peerAddresses: settings.members,
+    ...(transport ? { peerReachable: (peer: string) => transport.stats()[peer]?.connected === true } : {}),
     snapshotEvery: settings.snapshotEvery,
     snapshotRetain: settings.snapshotRetain,
     ...(transport ? { transport } : {}),
   })
   // Handlers are registered by now (RaftNode.open); only then take peer traffic.
   if (transport) await transport.start()
+  // Ephemeral data is loaded from a peer before this node answers clients.
+  await node.startEphemeral()
   const address = await node.app.listen({ host: settings.host, port: settings.port })
   logger.info({ address, dataDir: settings.dataDir }, 'grace is ready')
   destination.flush()

@@ -5,6 +5,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
 import { MemoryEphemeralStore } from './ap/node/memory-store.js'
+import type { EphemeralStore } from './ap/store.js'
+import { EphemeralCluster } from './consistency/ephemeral-cluster.js'
 import type { Clock } from './core/clock.js'
 import { type Logger, silentLogger } from './core/logger.js'
 import { ConfigService } from './config/service.js'
@@ -35,6 +37,8 @@ export interface GraceNodeOptions {
   transport?: RaftTransport
   /** Peer addresses by node id (--members), this node's included. */
   peerAddresses?: ReadonlyMap<NodeId, string>
+  /** With a transport: whether a peer can be reached now (Distro leaves out those it cannot). */
+  peerReachable?: (peer: NodeId) => boolean
   /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
   snapshotEvery?: number
   snapshotRetain?: number
@@ -45,6 +49,11 @@ export interface GraceNode {
   readonly naming: NamingService
   readonly config: ConfigService
   readonly log: RaftNode
+  /**
+   * In a cluster, once the peer transport runs: loads the ephemeral data from a peer and starts
+   * Distro. Call before taking client traffic. Standalone: nothing to do.
+   */
+  startEphemeral(): Promise<void>
   /** Stops taking requests, finishes those in flight, then stops the services. Leaves db open. */
   close(): Promise<void>
 }
@@ -70,12 +79,28 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     ...(opts.snapshotRetain ? { retainEntries: opts.snapshotRetain } : {}),
   })
   const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
-  const ephemeral = new MemoryEphemeralStore()
+  // Standalone, ephemeral data lives in memory here; in a cluster, Distro replicates it.
+  const cluster = opts.transport
+    ? new EphemeralCluster({
+        self: nodeId,
+        transport: opts.transport,
+        clock: opts.clock,
+        random: opts.random,
+        logger,
+        members: () => {
+          const m = log.status().membership
+          return [...m.voters, ...m.learners]
+        },
+        reachable: opts.peerReachable ?? (() => true),
+      })
+    : undefined
+  const ephemeral: EphemeralStore = cluster?.store ?? new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)
-  const leases = new ClientLeases(ephemeral, opts.clock)
+  const leases = new ClientLeases(ephemeral, opts.clock, cluster ? () => cluster.mayExpire() : undefined)
   // Ephemeral instances reach the view through the AP store, whoever wrote them.
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
-  const naming = new NamingService(proxy, view, leases, opts.clock)
+  const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
+  cluster?.attach(naming, leases)
 
   const app = buildApp({ naming, config, clusterStatus: () => log.status(), clusterControl: log, ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
@@ -86,8 +111,12 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     naming,
     config,
     log,
+    async startEphemeral() {
+      await cluster?.start()
+    },
     async close() {
       await app.close()
+      cluster?.stop()
       leases.stop()
       await log.close()
       config.close()

@@ -1,0 +1,136 @@
+// The AP side of a cluster node: Distro's store, who owns which client, and where ephemeral
+// changes go. Every second the healthy members are worked out again (the Raft membership, less
+// the peers this node cannot reach); a change of that set moves clients between owners, and the
+// leases follow: a client taken over gets a full timeout, a client handed over is expired by its
+// new owner. Changes of a client owned elsewhere are forwarded to its owner over the peer
+// transport (authenticated; nothing a client sends decides where a change is applied).
+
+import { expiryAllowed } from '../ap/distro/takeover.js'
+import { DistroNode, type DistroTransport } from '../ap/node/distro-node.js'
+import type { Cancel, Clock } from '../core/clock.js'
+import { ERROR_CODES, type ErrorCode, GraceError } from '../core/errors.js'
+import type { Logger } from '../core/logger.js'
+import type { NodeId } from '../cp/raft/types.js'
+import type { ClientLeases } from '../naming/leases.js'
+import type { EphemeralOp, EphemeralOwners, NamingService } from '../naming/service.js'
+
+const FORWARD = 'naming.ephemeral'
+/** How often the healthy members are worked out again. */
+export const MEMBERSHIP_CHECK_MS = 1_000
+const FORWARD_TIMEOUT_MS = 5_000
+/** At startup, how long to wait for a first peer connection before loading. */
+const PEER_WAIT_MS = 3_000
+
+export interface EphemeralClusterOptions {
+  self: NodeId
+  transport: DistroTransport
+  clock: Clock
+  random: () => number
+  logger: Logger
+  /** The cluster's members (Raft voters and learners), this node included. */
+  members(): readonly NodeId[]
+  /** Whether this node can reach a peer now. */
+  reachable(peer: NodeId): boolean
+}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export class EphemeralCluster implements EphemeralOwners {
+  readonly store: DistroNode
+  private leases: ClientLeases | null = null
+  private healthy: readonly NodeId[]
+  private clusterSize = 1
+  private cancelCheck: Cancel | null = null
+
+  constructor(private readonly opts: EphemeralClusterOptions) {
+    this.healthy = [opts.self]
+    this.store = new DistroNode({ self: opts.self, transport: opts.transport, clock: opts.clock, random: opts.random, logger: opts.logger, members: this.healthy })
+  }
+
+  /** False while this node sees no majority of the members: see expiryAllowed. */
+  mayExpire(): boolean {
+    return expiryAllowed(this.healthy.length, this.clusterSize)
+  }
+
+  /** Serves forwarded changes with `naming`, and moves leases with ownership. */
+  attach(naming: NamingService, leases: ClientLeases): void {
+    this.leases = leases
+    // A record of a client this node is responsible for may arrive from a peer (pushed after a
+    // partition, or synced by a former owner): the lease starts here, with a full timeout.
+    this.store.subscribe((clientId, _prev, next, origin) => {
+      if (origin === 'remote' && next && this.store.isResponsible(clientId)) leases.takeOver([clientId])
+    })
+    this.opts.transport.onCall(FORWARD, async (_from, payload) => {
+      const op = JSON.parse(decoder.decode(payload)) as EphemeralOp
+      const result = await naming.executeForwarded(op)
+      return encoder.encode(JSON.stringify({ result: result ?? null }))
+    })
+  }
+
+  /** Loads a copy of the AP data from a peer, then starts syncing and checking the members. */
+  async start(): Promise<void> {
+    // The peer connections are being set up: give them a moment, or a restarted node would find
+    // nobody to load from and serve nothing until the next verify round.
+    const peers = this.opts.members().filter((id) => id !== this.opts.self)
+    const deadline = this.opts.clock.now() + PEER_WAIT_MS
+    while (peers.length > 0 && !peers.some((id) => this.opts.reachable(id)) && this.opts.clock.now() < deadline) {
+      await new Promise<void>((resolve) => this.opts.clock.setTimer(50, resolve))
+    }
+    // Loading, this node owns nothing: the reachable peers are the members, itself left out.
+    this.store.setMembers(peers.filter((id) => this.opts.reachable(id)))
+    const loaded = await this.store.load()
+    this.opts.logger.info({ clients: this.store.size(), loaded }, loaded ? 'ephemeral data loaded from a peer' : 'no peer answered; starting with no ephemeral data')
+    this.store.start()
+    this.checkMembers()
+    const loop = () => {
+      this.checkMembers()
+      this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
+    }
+    this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
+  }
+
+  stop(): void {
+    this.cancelCheck?.()
+    this.cancelCheck = null
+    this.store.stop()
+  }
+
+  forwardTarget(clientId: string): string | null {
+    const owner = this.store.ownerOf(clientId)
+    return owner === null || owner === this.opts.self ? null : owner
+  }
+
+  async forward(to: string, op: EphemeralOp): Promise<unknown> {
+    let answer: Uint8Array
+    try {
+      answer = await this.opts.transport.call(to, FORWARD, encoder.encode(JSON.stringify(op)), FORWARD_TIMEOUT_MS)
+    } catch (err) {
+      const e = err as { remoteCode?: string | null; message?: string }
+      if (e.remoteCode && e.remoteCode in ERROR_CODES) throw new GraceError(e.remoteCode as ErrorCode, e.message ?? `error at ${to}`)
+      throw new GraceError('UNAVAILABLE', `the node responsible for this client (${to}) did not answer (${e.message ?? String(err)}); retry`)
+    }
+    return (JSON.parse(decoder.decode(answer)) as { result: unknown }).result
+  }
+
+  /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */
+  private checkMembers(): void {
+    const members = this.opts.members()
+    this.clusterSize = Math.max(1, members.length)
+    const healthy = members.filter((id) => id === this.opts.self || this.opts.reachable(id))
+    if (!healthy.includes(this.opts.self)) healthy.push(this.opts.self)
+    healthy.sort()
+    if (healthy.length === this.healthy.length && healthy.every((id, i) => id === this.healthy[i])) return
+    this.opts.logger.info({ healthy, was: this.healthy }, 'ephemeral data: the healthy members changed')
+    this.healthy = healthy
+    const changes = this.store.setMembers(healthy)
+    const taken: string[] = []
+    const given: string[] = []
+    for (const c of changes) {
+      if (c.to === this.opts.self) taken.push(c.clientId)
+      else if (c.from === this.opts.self) given.push(c.clientId)
+    }
+    this.leases?.takeOver(taken)
+    this.leases?.handOver(given)
+  }
+}

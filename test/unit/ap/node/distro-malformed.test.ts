@@ -1,0 +1,125 @@
+// Malformed peer messages are refused whole, answered with an error, and change nothing; the node
+// keeps working afterwards. Malformed answers to this node's own requests fail that exchange only.
+
+import t from 'tap'
+import { ManualClock } from '../../../../src/core/clock.js'
+import { METHODS } from '../../../../src/ap/node/distro-messages.js'
+import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
+import { instance, record } from '../distro/fixtures.js'
+import { FakeCallError, flush, makeCluster, run, stateOf } from './fake-network.js'
+
+const enc = new TextEncoder()
+const json = (o: unknown) => enc.encode(JSON.stringify(o))
+
+t.test('malformed peer messages are refused without changing state', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 31 })
+  // raw-x is a peer without a DistroNode: it sends whatever a test writes.
+  const raw = c.net.transport('raw-x')
+  const a = c.nodes.get('a')!
+  for (let i = 0; i < 50; i++) a.put(record(`m${i}`, 0))
+  a.remove('m0')
+  await run(clock, 50)
+  const b = c.nodes.get('b')!
+  const before = stateOf(b)
+  const tombVersion = b.versionOf('m0')
+  const eventsBefore = c.events.get('b')!.length
+
+  const good = record('fresh', 5)
+  const bad: [string, string, Uint8Array][] = [
+    ['sync', 'not JSON', enc.encode('{"items":[')],
+    ['sync', 'invalid UTF-8', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
+    ['sync', 'an array body', json([good])],
+    ['sync', 'items not a list', json({ items: 'x' })],
+    ['sync', 'a persistent instance', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), ephemeral: false }] }] })],
+    ['sync', "another client's instance", json({ items: [{ ...good, instances: [instance('other', 1)] }] })],
+    ['sync', 'a negative version', json({ items: [{ ...good, version: -1 }] })],
+    ['sync', 'a fractional version', json({ items: [{ ...good, version: 1.5 }] })],
+    ['sync', 'a version past 2^53', json({ items: [{ ...good, version: 2 ** 60 }] })],
+    ['sync', 'an empty client id', json({ items: [{ ...good, clientId: '' }] })],
+    ['sync', 'removed: false', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: false }] })],
+    ['sync', 'a bad port', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), port: 70000 }] }] })],
+    ['sync', 'a bad ip', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), ip: 'nope' }] }] })],
+    ['sync', 'metadata not strings', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), metadata: { k: 1 } }] }] })],
+    // Atomic: a valid first item must not be applied when a later one is bad.
+    ['sync', 'a good item then a bad one', json({ items: [good, { clientId: 'm1', version: 'soon' }] })],
+    ['sync', 'a client twice', json({ items: [good, good] })],
+    ['push', 'a tombstone with instances', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, instances: [] }] })],
+    ['verify', 'a summary for another owner', json({ owner: 'a', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
+    ['verify', 'another bucket count', json({ owner: 'raw-x', buckets: 16, counts: new Array(16).fill(0), fps: new Array(32).fill(0) })],
+    ['exact', 'no buckets', json({ buckets: [] })],
+    ['exact', 'a bucket out of range', json({ buckets: [DISTRO_LIMITS.digestBuckets] })],
+    ['exact', 'a bucket twice', json({ buckets: [3, 3] })],
+    ['exact', 'too many buckets', json({ buckets: Array.from({ length: 65 }, (_, i) => i) })],
+    ['pull', 'no ids', json({ ids: [] })],
+    ['pull', 'too many ids', json({ ids: Array.from({ length: 1001 }, (_, i) => `m${i}`) })],
+    ['pull', 'a non-string id', json({ ids: [7] })],
+    ['load', 'an offset without a session', json({ session: null, offset: 5 })],
+    ['load', 'an unknown session', json({ session: 'b/999', offset: 0 })],
+  ]
+  for (const [method, what, payload] of bad) {
+    const p = raw.call('b', (METHODS as Record<string, string>)[method]!, payload, 1000)
+    p.catch(() => {})
+    await run(clock, 20)
+    const err = await p.then(
+      () => null,
+      (e: unknown) => e,
+    )
+    t.ok(err instanceof FakeCallError && err.code === 'REMOTE' && /^INVALID_/.test(err.remoteCode ?? ''), `${method}: ${what} is refused (${(err as Error | null)?.message})`)
+  }
+  t.same(stateOf(b), before, 'nothing changed')
+  t.equal(b.versionOf('m0'), tombVersion)
+  t.equal(b.get('fresh'), undefined)
+  t.equal(c.events.get('b')!.length, eventsBefore, 'no listener fired')
+  t.equal(b.stats().refused, bad.length)
+  b.check()
+
+  // Still serving: a well-formed sync applies.
+  const p = raw.call('b', METHODS.sync, json({ items: [good] }), 1000)
+  await run(clock, 20)
+  await p
+  t.equal(b.get('fresh')?.version, 5)
+})
+
+t.test('malformed answers from an owner fail the repair and change nothing', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a'], { seed: 32, verifyIntervalMs: 1000 })
+  // evil is a member in a's view, but a raw transport that lies in its answers.
+  const evil = c.net.transport('evil')
+  const a = c.nodes.get('a')!
+  a.setMembers(['a', 'evil'])
+  for (let i = 0; i < 200; i++) a.put(record(`e${i}`, 0))
+  await run(clock, 20)
+  const before = stateOf(a)
+  const owned = [...a.clients()].filter((r) => a.ownerOf(r.clientId) === 'evil')
+  t.ok(owned.length > 50, "evil owns some clients in a's view")
+  const answers: ((asked: number[]) => Uint8Array)[] = [
+    () => enc.encode('garbage'),
+    () => json({ owner: 'evil', buckets: [0], live: [], removed: [] }), // other buckets than asked
+    (asked) => json({ owner: 'evil', buckets: asked, live: [['e1', -4]], removed: [] }),
+    // A valid digest that makes a pull, answered with a record that is not one.
+    (asked) => json({ owner: 'evil', buckets: asked, live: [['e-new', 2 ** 52]], removed: [] }),
+  ]
+  let n = 0
+  const dec = new TextDecoder()
+  evil.onCall(METHODS.exact, async (_from, p) => answers[n++ % answers.length]!((JSON.parse(dec.decode(p)) as { buckets: number[] }).buckets))
+  let pulls = 0
+  evil.onCall(METHODS.pull, async () => {
+    pulls++
+    return json({ items: [{ clientId: 'e-new', version: 2 ** 52, instances: 'lots' }], next: 1 })
+  })
+  evil.onCall(METHODS.push, async () => json({ accepted: 0 }))
+  // evil claims to own nothing, so a sees every one of evil's clients as differing.
+  const empty = { owner: 'evil', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) }
+  for (let round = 0; round < answers.length; round++) {
+    const p = evil.call('a', METHODS.verify, json(empty), 1000)
+    await run(clock, 50)
+    const answer = JSON.parse(new TextDecoder().decode(await p)) as { differing: number }
+    t.ok(answer.differing > 0)
+  }
+  await flush()
+  t.equal(pulls, 1, 'the last round got as far as a pull')
+  t.ok(a.stats().repairsFailed >= answers.length, `${a.stats().repairsFailed} repairs failed on bad answers`)
+  t.same(stateOf(a), before, 'nothing changed')
+  a.check()
+})

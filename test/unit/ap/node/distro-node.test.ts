@@ -1,0 +1,272 @@
+// The Distro driver across an in-memory network (fake-network.ts): sync on write, version rules
+// against stale and duplicate copies, convergence under loss, and after a partition heals.
+// Every run is seeded; a failure names its seed.
+
+import t from 'tap'
+import { ManualClock } from '../../../../src/core/clock.js'
+import type { DistroNode } from '../../../../src/ap/node/distro-node.js'
+import { METHODS } from '../../../../src/ap/node/distro-messages.js'
+import type { ClientRecord } from '../../../../src/ap/store.js'
+import { instance, mulberry32, pick, record } from '../distro/fixtures.js'
+import { converged, makeCluster, run, stateOf, type Cluster } from './fake-network.js'
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+function ownerNode(c: Cluster, viewer: DistroNode, clientId: string): DistroNode {
+  const owner = viewer.ownerOf(clientId)
+  if (owner === null) throw new Error(`no owner for ${clientId}`)
+  return c.nodes.get(owner)!
+}
+
+function sameRecord(a: ClientRecord | undefined, b: ClientRecord | undefined): boolean {
+  return JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
+}
+
+t.test('a write on the owner reaches every peer, and their listeners fire', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 1 })
+  const a = c.nodes.get('a')!
+  const id = '10.0.0.1:8080#true'
+  const owner = ownerNode(c, a, id)
+  t.ok(owner.isResponsible(id))
+  t.equal([...c.nodes.values()].filter((n) => n.isResponsible(id)).length, 1, 'exactly one node is responsible')
+
+  owner.put(record(id, 0))
+  const v1 = owner.versionOf(id)!
+  t.ok(v1 > 0, 'the write got a fresh version; the one passed in is ignored')
+  t.equal(owner.get(id)?.version, v1)
+  await run(clock, 50)
+  for (const [name, n] of c.nodes) {
+    t.ok(sameRecord(n.get(id), owner.get(id)), `${name} holds the record`)
+    const ev = c.events.get(name)!
+    t.same(ev, [[id, undefined, v1, n === owner ? 'local' : 'remote']], `${name}'s listener saw the add once`)
+  }
+
+  owner.put(record(id, 0, 9090))
+  const v2 = owner.versionOf(id)!
+  t.ok(v2 > v1, 'versions only grow, even within the same millisecond')
+  await run(clock, 50)
+  for (const n of c.nodes.values()) t.equal(n.get(id)?.instances[0]?.port, 9090)
+
+  owner.remove(id)
+  const v3 = owner.versionOf(id)!
+  t.ok(v3 > v2, 'the removal has a newer version')
+  await run(clock, 50)
+  for (const [name, n] of c.nodes) {
+    t.equal(n.get(id), undefined, `${name} dropped the client`)
+    t.equal(n.versionOf(id), v3, `${name} keeps the tombstone`)
+    t.same(c.events.get(name)!.at(-1), [id, v2, undefined, n === owner ? 'local' : 'remote'])
+    n.check()
+  }
+  t.equal(c.net.calls.get(METHODS.sync), 6, 'three writes, two peers, one batch each')
+})
+
+t.test('writes in one tick travel in one batch; many batches when over the item limit', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 2 })
+  const a = c.nodes.get('a')!
+  for (let i = 0; i < 2500; i++) a.put(record(`c${i}`, 0))
+  await run(clock, 100)
+  t.equal(c.nodes.get('b')!.size(), 2500)
+  t.equal(c.net.calls.get(METHODS.sync), 3, '1000 + 1000 + 500 items')
+  t.ok(c.net.maxPayloadBytes < 1024 * 1024)
+})
+
+t.test('sync batches stay under 1 MiB with large records', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 3 })
+  const a = c.nodes.get('a')!
+  const meta: Record<string, string> = { blob: 'x'.repeat(4000) }
+  for (let i = 0; i < 1000; i++) a.put({ clientId: `big${i}`, version: 0, instances: [instance(`big${i}`, 1, meta)] })
+  await run(clock, 200)
+  t.equal(c.nodes.get('b')!.size(), 1000)
+  t.ok(c.net.calls.get(METHODS.sync)! >= 4, `${c.net.calls.get(METHODS.sync)} batches for about 4 MB`)
+  t.ok(c.net.maxPayloadBytes < 1024 * 1024, `largest message ${c.net.maxPayloadBytes} bytes`)
+})
+
+t.test('stale and duplicate syncs never overwrite newer data', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 4 })
+  const raw = c.net.transport('x') // a peer that speaks the wire format directly
+  const send = async (to: string, items: object[]) => {
+    const p = raw.call(to, METHODS.sync, enc.encode(JSON.stringify({ items })), 1000)
+    await run(clock, 20)
+    return JSON.parse(dec.decode(await p)) as { accepted: number }
+  }
+  const id = 'client-s'
+  const owner = ownerNode(c, c.nodes.get('a')!, id)
+  const peer = [...c.nodes.values()].find((n) => n !== owner)!
+  const peerEvents = c.events.get(peer.self)!
+  owner.put(record(id, 0, 1))
+  const v1 = owner.versionOf(id)!
+  clock.advance(1)
+  owner.put(record(id, 0, 2))
+  const v2 = owner.versionOf(id)!
+  await run(clock, 50)
+  t.equal(peer.get(id)?.instances[0]?.port, 2)
+  const seen = peerEvents.length
+
+  t.same(await send(peer.self, [record(id, v1, 1)]), { accepted: 0 }, 'an older record is stale')
+  t.same(await send(peer.self, [record(id, v2, 777)]), { accepted: 0 }, 'an equal version is a duplicate, even with other content')
+  t.same(await send(peer.self, [{ clientId: id, version: v1, removed: true }]), { accepted: 0 }, 'an older removal is stale')
+  t.equal(peer.get(id)?.instances[0]?.port, 2, 'the newer record stands')
+  t.equal(peerEvents.length, seen, 'no listener fired')
+
+  owner.remove(id)
+  const v3 = owner.versionOf(id)!
+  await run(clock, 50)
+  t.equal(peer.get(id), undefined)
+  t.same(await send(peer.self, [record(id, v2, 2)]), { accepted: 0 }, 'a delayed copy cannot bring a removed client back')
+  t.equal(peer.get(id), undefined)
+  t.equal(peer.versionOf(id), v3)
+
+  t.same(await send(peer.self, [record(id, v3 + 1, 5)]), { accepted: 1 }, 'a newer version is applied')
+  t.equal(peer.get(id)?.instances[0]?.port, 5)
+  peer.check()
+})
+
+t.test('two nodes writing the same client at the same instant never make equal versions', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 5 })
+  const a = c.nodes.get('a')!
+  const b = c.nodes.get('b')!
+  a.put(record('twin', 0, 1))
+  b.put(record('twin', 0, 2))
+  t.not(a.versionOf('twin'), b.versionOf('twin'))
+  await run(clock, 50)
+  t.ok(converged(c.nodes.values()), 'both keep the same winner')
+})
+
+/** Runs random owner writes and removals; returns the universe of client ids touched. */
+function randomWrites(c: Cluster, random: () => number, viewers: DistroNode[], ids: string[], ops: number): void {
+  for (let i = 0; i < ops; i++) {
+    const viewer = pick(random, viewers)
+    const id = pick(random, ids)
+    const owner = ownerNode(c, viewer, id)
+    if (random() < 0.25) owner.remove(id)
+    else owner.put(record(id, 0, 1 + Math.floor(random() * 60000)))
+  }
+}
+
+for (const { seed, maxSyncAttempts } of [
+  { seed: 7, maxSyncAttempts: undefined },
+  // Batches abandoned after two sends: most losses are left to verification.
+  { seed: 8, maxSyncAttempts: 2 },
+]) {
+  t.test(`with 30% message loss, all nodes converge after verify rounds (seed ${seed}, sync attempts ${maxSyncAttempts ?? 'default'})`, async (t) => {
+    const clock = new ManualClock()
+    const c = makeCluster(clock, ['a', 'b', 'c'], { seed, dropRate: 0.3, verifyIntervalMs: 1000, ...(maxSyncAttempts ? { maxSyncAttempts } : {}) })
+    const random = mulberry32(seed)
+    const nodes = [...c.nodes.values()]
+    const ids = Array.from({ length: 300 }, (_, i) => `lossy-${i}`)
+    // Writes spread over 2 s, with syncs (and their losses and retries) interleaved.
+    for (let step = 0; step < 100; step++) {
+      randomWrites(c, random, nodes, ids, 20)
+      await run(clock, 20)
+    }
+    const truth = new Map(ids.map((id) => [id, ownerNode(c, nodes[0]!, id).get(id)]))
+    t.notOk(converged(nodes), 'loss left the nodes apart before verification (else this test shows nothing)')
+    let rounds = 0
+    while (!converged(nodes) && rounds < 20) {
+      await run(clock, 1000)
+      rounds++
+    }
+    const abandoned = nodes.map((n) => n.stats().syncItemsAbandoned)
+    t.comment(`converged after ${rounds} verify intervals at 30% loss; abandoned sync items per node: ${abandoned}`)
+    t.ok(converged(nodes), `converged within 20 intervals (took ${rounds})`)
+    for (const n of nodes) {
+      const wrong = ids.filter((id) => !sameRecord(n.get(id), truth.get(id)))
+      t.same(wrong, [], `${n.self} holds every owner's latest state`)
+      n.check()
+    }
+    t.ok(nodes.some((n) => n.stats().pulled + n.stats().dropped > 0), 'verification repaired something')
+    if (maxSyncAttempts !== undefined) t.ok(abandoned.some((x) => x > 0), 'syncs were abandoned, so verification had to repair them')
+  })
+}
+
+for (const { ids: names, sides, seed } of [
+  { ids: ['a', 'b', 'c'], sides: [['a', 'b'], ['c']], seed: 11 },
+  { ids: ['a', 'b', 'c', 'd'], sides: [['a', 'b'], ['c', 'd']], seed: 12 },
+]) {
+  t.test(`after a partition ${sides.map((s) => s.join('')).join('|')} heals, all nodes hold identical records within two verify intervals (seed ${seed})`, async (t) => {
+    const interval = 1000
+    const clock = new ManualClock()
+    const c = makeCluster(clock, names, { seed, verifyIntervalMs: interval })
+    const random = mulberry32(seed)
+    const nodes = [...c.nodes.values()]
+    const ids = Array.from({ length: 400 }, (_, i) => `p-${i}`)
+    // Every write, as (version, state): the highest version of each client must win everywhere.
+    const writes = new Map<string, { version: number; state: ClientRecord | undefined }>()
+    const track = () => {
+      for (const n of nodes) {
+        for (const id of ids) {
+          const v = n.versionOf(id)
+          const w = writes.get(id)
+          if (v !== undefined && (w === undefined || v > w.version)) writes.set(id, { version: v, state: n.get(id) })
+        }
+      }
+    }
+    randomWrites(c, random, nodes, ids.slice(0, 300), 600)
+    await run(clock, 100)
+    t.ok(converged(nodes), 'converged before the partition')
+
+    c.net.partition(...sides)
+    for (const side of sides) for (const id of side) c.nodes.get(id)!.setMembers(side)
+    for (let step = 0; step < 50; step++) {
+      for (const side of sides) {
+        const viewers = side.map((id) => c.nodes.get(id)!)
+        randomWrites(c, random, viewers, ids, 10)
+      }
+      await run(clock, 40)
+    }
+    track()
+    t.notOk(converged(nodes), 'the sides drifted apart')
+
+    c.net.heal()
+    const healedAt = clock.now()
+    for (const n of nodes) n.setMembers(names)
+    await run(clock, 2 * interval)
+    t.ok(converged(nodes), `identical within ${clock.now() - healedAt} ms of the heal`)
+    for (const n of nodes) {
+      const wrong = ids.filter((id) => {
+        const w = writes.get(id)
+        if (w === undefined) return false
+        // A removal wins as a removal; tombstones themselves need not match (verification compares
+        // live records only, and tombstones expire on each node's own schedule).
+        if (w.state === undefined) return n.get(id) !== undefined
+        return n.versionOf(id) !== w.version || !sameRecord(n.get(id), w.state)
+      })
+      t.same(wrong, [], `${n.self} holds the latest write of every client`)
+      n.check()
+    }
+    t.ok(stateOf(nodes[0]!).length > 0)
+  })
+}
+
+t.test('a peer that leaves the view loses its queue; when it comes back, verification repairs it', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 13, verifyIntervalMs: 1000 })
+  const [a, b, cc] = ['a', 'b', 'c'].map((id) => c.nodes.get(id)!) as [DistroNode, DistroNode, DistroNode]
+  c.net.setDown('c', true)
+  a.setMembers(['a', 'b'])
+  b.setMembers(['a', 'b'])
+  const ids = Array.from({ length: 100 }, (_, i) => `d-${i}`)
+  for (const id of ids) ownerNode(c, a, id).put(record(id, 0))
+  await run(clock, 3000)
+  t.equal(cc.size(), 0, 'c heard nothing while down')
+  t.equal(a.queuedSyncs() + b.queuedSyncs(), 0, 'nothing queued for a peer out of the view')
+  c.net.setDown('c', false)
+  for (const n of [a, b, cc]) n.setMembers(['a', 'b', 'c'])
+  await run(clock, 100)
+  const ofAB = ids.filter((id) => a.ownerOf(id) !== 'c')
+  t.ok(
+    ofAB.every((id) => sameRecord(cc.get(id), a.get(id))),
+    "a and b verified with c as soon as it rejoined their view: c has their clients",
+  )
+  // The clients c now owns are repaired when c next verifies (it pushes an empty summary, a and b
+  // push back what they hold): within one interval.
+  await run(clock, 1000)
+  t.ok(converged([a, b, cc]), 'c caught up within one verify interval')
+  t.equal(cc.size(), 100)
+})
