@@ -96,7 +96,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     : undefined
   const ephemeral: EphemeralStore = cluster?.store ?? new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)
-  const leases = new ClientLeases(ephemeral, opts.clock, cluster ? () => cluster.mayExpire() : undefined)
+  const leases = cluster ? cluster.createLeases(opts.clock) : new ClientLeases(ephemeral, opts.clock)
   // Ephemeral instances reach the view through the AP store, whoever wrote them.
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)

@@ -11,7 +11,7 @@ import type { Cancel, Clock } from '../core/clock.js'
 import { ERROR_CODES, type ErrorCode, GraceError } from '../core/errors.js'
 import type { Logger } from '../core/logger.js'
 import type { NodeId } from '../cp/raft/types.js'
-import type { ClientLeases } from '../naming/leases.js'
+import { ClientLeases } from '../naming/leases.js'
 import type { EphemeralOp, EphemeralOwners, NamingService } from '../naming/service.js'
 
 const FORWARD = 'naming.ephemeral'
@@ -44,13 +44,20 @@ export class EphemeralCluster implements EphemeralOwners {
   private cancelCheck: Cancel | null = null
 
   constructor(private readonly opts: EphemeralClusterOptions) {
-    this.healthy = [opts.self]
-    this.store = new DistroNode({ self: opts.self, transport: opts.transport, clock: opts.clock, random: opts.random, logger: opts.logger, members: this.healthy })
+    // Nobody until the first check: the store too starts with no members, so the first check
+    // always hands it a view (and its ownership changes reach the leases).
+    this.healthy = []
+    this.store = new DistroNode({ self: opts.self, transport: opts.transport, clock: opts.clock, random: opts.random, logger: opts.logger, members: [] })
   }
 
   /** False while this node sees no majority of the members: see expiryAllowed. */
   mayExpire(): boolean {
     return expiryAllowed(this.healthy.length, this.clusterSize)
+  }
+
+  /** The leases of this node's clients: expired only by their owner, and only with a majority. */
+  createLeases(clock: Clock): ClientLeases {
+    return new ClientLeases(this.store, clock, () => this.mayExpire(), (clientId) => this.store.isResponsible(clientId))
   }
 
   /** Serves forwarded changes with `naming`, and moves leases with ownership. */
@@ -122,15 +129,23 @@ export class EphemeralCluster implements EphemeralOwners {
     healthy.sort()
     if (healthy.length === this.healthy.length && healthy.every((id, i) => id === this.healthy[i])) return
     this.opts.logger.info({ healthy, was: this.healthy }, 'ephemeral data: the healthy members changed')
+    const couldExpire = this.mayExpire()
     this.healthy = healthy
     const changes = this.store.setMembers(healthy)
     const taken: string[] = []
     const given: string[] = []
     for (const c of changes) {
       if (c.to === this.opts.self) taken.push(c.clientId)
-      else if (c.from === this.opts.self) given.push(c.clientId)
+      else given.push(c.clientId)
     }
     this.leases?.takeOver(taken)
     this.leases?.handOver(given)
+    // Back in a majority after a time without one: the beats of that time may have gone to the
+    // other side, so every client owned here gets a full timeout before it can expire.
+    if (!couldExpire && this.mayExpire()) this.leases?.refreshAll(this.ownedClients())
+  }
+
+  private *ownedClients(): IterableIterator<string> {
+    for (const record of this.store.clients()) if (this.store.isResponsible(record.clientId)) yield record.clientId
   }
 }

@@ -36,7 +36,23 @@ export class ClientLeases {
      * from a partition, so it expires nothing, as Eureka's self-preservation).
      */
     private readonly mayExpire: () => boolean = () => true,
+    /**
+     * Whether this node is responsible for a client now (Distro: its owner). Only the owner
+     * expires a client; a lease held for a client owned elsewhere is dropped at the sweep, so a
+     * client that comes back to this node starts a fresh grace (takeOver) rather than an old lease.
+     */
+    private readonly owns: (clientId: string) => boolean = () => true,
   ) {}
+
+  /**
+   * Every owned client gets at least a full timeout from now: after a time without a majority,
+   * when beats may have gone to the other side of a partition and this node's leases tell
+   * nothing about whether a client lives.
+   */
+  refreshAll(clientIds: Iterable<string>): void {
+    const now = this.clock.now()
+    for (const id of clientIds) if (this.store.get(id)) this.lastBeat.set(id, Math.max(this.lastBeat.get(id) ?? now, now))
+  }
 
   /**
    * Clients this node became responsible for (a member left or joined): their beats went to
@@ -85,7 +101,7 @@ export class ClientLeases {
     const now = this.clock.now()
     for (const [clientId, last] of this.lastBeat) {
       const record = this.store.get(clientId)
-      if (!record) {
+      if (!record || !this.owns(clientId)) {
         this.lastBeat.delete(clientId)
         continue
       }

@@ -1,0 +1,85 @@
+// The Distro simulation (issue 4, item 8): the production AP stack of every node (EphemeralCluster,
+// DistroNode, NamingService, NamingView, ClientLeases) on simulated time and network, with
+// partitions, crashes and restarts, loss and delays, and heartbeating clients. Two checkers
+// (distro-checkers.ts): no LIVE client's instance is ever removed from any node (checked as every
+// change happens), and convergence after quiescence. Any failure names its seed and the command
+// that replays it with a full trace:
+//
+//   node dist/test/sim/distro-run.js --seed 12345 --trace
+//
+// GRACE_DISTRO_SIM_SEEDS (default 40) and GRACE_DISTRO_SIM_FROM (default 1) widen or move the
+// sweep; `node dist/test/sim/distro-run.js --seeds 500` runs more from the command line.
+
+import t from 'tap'
+import { type DistroSimStats, DistroSimFailure, runDistroSimulation } from './distro-cluster.js'
+
+const SEEDS = Number(process.env.GRACE_DISTRO_SIM_SEEDS ?? 40)
+const FROM = Number(process.env.GRACE_DISTRO_SIM_FROM ?? 1)
+
+function report(f: DistroSimFailure): string {
+  const trace = f.trace.length > 0 ? `\nlast ${f.trace.length} lines of the trace:\n  ${f.trace.join('\n  ')}` : ''
+  return `${f.message}${trace}`
+}
+
+const stats: DistroSimStats[] = []
+
+/**
+ * A known bug, not yet fixed (issue 4): records are replaced whole by the newest version, so a
+ * record created by a node that did not hold the client (cut off from the majority, or restarted
+ * without a copy) replaces a fuller one written elsewhere, and the instances only it lacked are
+ * gone until the client registers them again. The fix needs concurrent writes to be detected
+ * (each record naming the version it was based on) and merged by the owner. Such a failure is
+ * reported as a todo; every other failure fails the test.
+ */
+const KNOWN_CONCURRENT_WRITE = /a new record without them, by a copy from a peer/
+const KNOWN_CONCURRENT_WRITE_TODO = 'known: a record created without the client\'s other instances wins over a fuller one (issue 4)'
+
+t.test(`Distro cluster under partitions, crashes, loss and delays (${SEEDS} seeds from ${FROM})`, async (t) => {
+  let failures = 0
+  for (let seed = FROM; seed < FROM + SEEDS; seed++) {
+    try {
+      stats.push((await runDistroSimulation(seed)).stats)
+    } catch (err) {
+      if (!(err instanceof DistroSimFailure)) throw err
+      if (KNOWN_CONCURRENT_WRITE.test(err.message)) {
+        t.fail(report(err), { todo: KNOWN_CONCURRENT_WRITE_TODO })
+        continue
+      }
+      t.fail(report(err))
+      // A broken invariant usually breaks many seeds: a few are enough to go on.
+      if (++failures >= 3) break
+    }
+  }
+  if (failures === 0) t.pass(`${SEEDS} seeds passed, but for the known concurrent-write loss (todo)`)
+})
+
+t.test('the runs exercise what they are meant to', async (t) => {
+  const sum = (key: keyof DistroSimStats): number => stats.reduce((a, s) => a + s[key], 0)
+  if (stats.length === 0) {
+    t.fail('no run completed')
+    return
+  }
+  t.ok(sum('partitions') > stats.length, 'partitions happen')
+  t.ok(sum('crashes') > stats.length / 2, 'nodes crash and restart')
+  t.ok(sum('loads') > sum('nodes'), 'restarted nodes load from peers')
+  t.ok(sum('countedBeats') > 0 && sum('beats') > sum('countedBeats'), 'some beats count as reaching a settled majority, some do not')
+  t.ok(sum('removals') > 0, 'instances are removed (dead and deregistered clients)')
+  t.ok(sum('dropped') > 0, 'messages are lost')
+  t.ok(stats.some((s) => s.nodes > 3), 'some clusters have 4 or 5 nodes')
+})
+
+t.test('a seed replays exactly', async (t) => {
+  // Seeds that pass with the current src; a failing seed would throw before a digest.
+  for (const seed of [2, 3]) {
+    try {
+      const a = await runDistroSimulation(seed)
+      const b = await runDistroSimulation(seed)
+      t.equal(a.digest, b.digest, `seed ${seed}: same digest`)
+      t.same(a.stats, b.stats, `seed ${seed}: same statistics`)
+      return
+    } catch (err) {
+      if (!(err instanceof DistroSimFailure)) throw err
+    }
+  }
+  t.fail('no seed passed to compare replays')
+})
