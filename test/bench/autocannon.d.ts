@@ -20,7 +20,10 @@ declare module 'autocannon' {
     }
 
     interface Options extends RequestParams {
-      url: string
+      /** Several URLs: connection i goes to url[i % url.length]. */
+      url: string | string[]
+      /** Stop after this many responses in all (instead of after `duration`). */
+      amount?: number
       connections?: number
       pipelining?: number
       /** Seconds. */

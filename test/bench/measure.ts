@@ -38,7 +38,8 @@ export interface Measurement {
 }
 
 export async function measure(
-  url: string,
+  /** Several URLs: autocannon opens connection i to url[i % n] (connections split across servers). */
+  url: string | string[],
   requests: () => autocannon.Request[],
   settings: RunSettings,
   serverCpuSeconds: () => number | undefined,
@@ -90,7 +91,7 @@ interface Run {
  * autocannon's own latency histogram holds whole milliseconds, too coarse for a 1 ms target, so
  * each response time (float ms from process.hrtime) is also kept here.
  */
-function run(url: string, requests: autocannon.Request[], connections: number, durationS: number): Promise<Run> {
+function run(url: string | string[], requests: autocannon.Request[], connections: number, durationS: number): Promise<Run> {
   let latencies = new Float64Array(1 << 16)
   let n = 0
   return new Promise((resolve, reject) => {

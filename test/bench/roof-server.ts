@@ -25,6 +25,7 @@ const constant = (value: object) => {
 app.get('/readyz', constant({ status: 'READY' }))
 app.post('/v1/ns/instances', constant({ ok: true }))
 app.get('/v1/ns/instances', constant(roofInstanceList()))
+app.put('/v1/ns/instances/beat', constant({ clientBeatInterval: 5000, registered: true }))
 app.post('/v1/cs/configs', constant({ md5: '0123456789abcdef0123456789abcdef', revision: 1 }))
 app.get('/v1/cs/configs', constant(roofConfig()))
 

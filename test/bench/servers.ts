@@ -27,15 +27,21 @@ export interface ServerSpec {
   stderrFile?: string
   /** Where the server runs: under taskset on the servers' CPU when pinned. */
   pinning: Pinning
+  /** How often the ready path is polled while starting; default 100 ms. */
+  readyPollMs?: number
 }
 
 export interface RunningServer {
   name: string
   url: string
+  /** The process id (the program's own: taskset execs it), or undefined if the spawn failed. */
+  pid: number | undefined
   /** How the process exited, or undefined while it runs. */
   exited(): string | undefined
   /** SIGTERM, then SIGKILL if it does not exit in time. Resolves with how it exited. */
   stop(): Promise<string>
+  /** Sends `signal` (e.g. SIGKILL, a crash), then SIGKILL if it does not exit in time. */
+  kill(signal: NodeJS.Signals): Promise<string>
   /** The last lines of its stdout and stderr files, to explain a failure. */
   tails(): string
   /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
@@ -81,7 +87,7 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
   void exit.then(() => live.delete(child))
   const url = `http://127.0.0.1:${port}`
   try {
-    await waitReady(url + (spec.readyPath ?? '/readyz'), () => exited)
+    await waitReady(url + (spec.readyPath ?? '/readyz'), () => exited, spec.readyPollMs ?? 100)
   } catch (err) {
     child.kill('SIGKILL')
     await exit
@@ -91,8 +97,10 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
   return {
     name: spec.name,
     url,
+    pid,
     exited: () => exited,
     stop: () => stopChild(child, exit),
+    kill: (signal) => stopChild(child, exit, signal),
     tails: () => tails(spec),
     cpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(pid)),
     cpus: () => (pid === undefined ? undefined : allowedCpus(pid)),
@@ -110,7 +118,7 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live].map(([child, exit]) => stopChild(child, exit)))
 }
 
-async function waitReady(readyUrl: string, exited: () => string | undefined): Promise<void> {
+async function waitReady(readyUrl: string, exited: () => string | undefined, pollMs: number): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let last = 'no answer'
   while (Date.now() < deadline) {
@@ -124,14 +132,14 @@ async function waitReady(readyUrl: string, exited: () => string | undefined): Pr
     } catch (err) {
       last = (err as Error).message
     }
-    await sleep(100)
+    await sleep(pollMs)
   }
   throw new Error(`not ready after ${READY_TIMEOUT_MS} ms (${last})`)
 }
 
-async function stopChild(child: ChildProcess, exit: Promise<string>): Promise<string> {
+async function stopChild(child: ChildProcess, exit: Promise<string>, signal: NodeJS.Signals = 'SIGTERM'): Promise<string> {
   if (child.exitCode !== null || child.signalCode !== null) return exit
-  child.kill('SIGTERM')
+  child.kill(signal)
   const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
   const how = await exit
   clearTimeout(timer)
