@@ -13,6 +13,7 @@ import type { Logger } from '../core/logger.js'
 import type { NodeId } from '../cp/raft/types.js'
 import { ClientLeases } from '../naming/leases.js'
 import type { EphemeralOp, EphemeralOwners, NamingService } from '../naming/service.js'
+import { parseEphemeralOp } from '../naming/validate.js'
 
 const FORWARD = 'naming.ephemeral'
 /** How often the healthy members are worked out again. */
@@ -69,8 +70,13 @@ export class EphemeralCluster implements EphemeralOwners {
       if (origin === 'remote' && next && this.store.isResponsible(clientId)) leases.takeOver([clientId])
     })
     this.opts.transport.onCall(FORWARD, async (_from, payload) => {
-      const op = JSON.parse(decoder.decode(payload)) as EphemeralOp
-      const result = await naming.executeForwarded(op)
+      let raw: unknown
+      try {
+        raw = JSON.parse(decoder.decode(payload))
+      } catch {
+        throw new GraceError('INVALID_JSON', 'a forwarded change is not JSON')
+      }
+      const result = await naming.executeForwarded(parseEphemeralOp(raw))
       return encoder.encode(JSON.stringify({ result: result ?? null }))
     })
   }

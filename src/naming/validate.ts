@@ -4,7 +4,8 @@
 import { isIP } from 'node:net'
 import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
-import { type Fields, bool, name, optionalBool, queryBool, stringMap } from '../core/validate.js'
+import { type Fields, asFields, bool, name, optionalBool, queryBool, stringMap } from '../core/validate.js'
+import type { EphemeralOp } from './service.js'
 import {
   BEAT_METADATA,
   DEFAULT_CLUSTER,
@@ -209,4 +210,38 @@ export function parseServicePatch(f: Fields): { name: ServiceName; patch: Servic
   if (f.metadata !== undefined && f.metadata !== null) patch.metadata = stringMap(f.metadata, 'metadata', LIMITS.maxMetadataBytes)
   if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give ephemeral, protectThreshold or metadata')
   return { name: parseServiceName(f), patch }
+}
+
+/**
+ * A change forwarded by a peer (naming.service's EphemeralOp), checked as strictly as a client's
+ * request: peers are authenticated, but a malformed change must never reach the store.
+ */
+export function parseEphemeralOp(value: unknown): EphemeralOp {
+  const f = objectFields(value, 'forwarded change')
+  switch (f.op) {
+    case 'register': {
+      const instance = parseInstance(objectFields(f.instance, 'instance'))
+      if (!instance.ephemeral) fail('INVALID_ARGUMENT', 'a forwarded registration is of an ephemeral instance')
+      return { op: 'register', instance }
+    }
+    case 'deregister':
+      return { op: 'deregister', ref: parseInstanceRef(objectFields(f.ref, 'ref')), ...(f.clientId === undefined ? {} : { clientId: name(f.clientId, 'clientId') }) }
+    case 'update': {
+      const { ref, patch } = parseInstancePatch(Object.assign({}, objectFields(f.ref, 'ref'), objectFields(f.patch, 'patch')))
+      return { op: 'update', ref, patch }
+    }
+    case 'beat': {
+      const request = objectFields(f.request, 'request')
+      const instance = request.instance === undefined ? {} : objectFields(request.instance, 'instance')
+      return { op: 'beat', request: parseBeat(Object.assign({}, instance, request.clientId === undefined ? {} : { clientId: request.clientId })) }
+    }
+    default:
+      fail('INVALID_ARGUMENT', `unknown forwarded change ${JSON.stringify(f.op)}`)
+  }
+}
+
+/** Fields of a value that must be an object (absent is an error, unlike a request body). */
+function objectFields(value: unknown, what: string): Fields {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('INVALID_ARGUMENT', `${what} must be an object`)
+  return asFields(value, what)
 }

@@ -12,6 +12,7 @@ import { ClientLeases } from '../../../src/naming/leases.js'
 import type { Instance } from '../../../src/naming/model.js'
 import { type EphemeralOp, NamingService } from '../../../src/naming/service.js'
 import { NamingView } from '../../../src/naming/view.js'
+import { parseEphemeralOp } from '../../../src/naming/validate.js'
 
 const noLog = {} as ReplicatedLog // ephemeral changes never touch the CP log
 
@@ -36,7 +37,7 @@ function pair() {
       forward: async (to: string, op: EphemeralOp) => {
         sent.push({ from: self, to, op })
         // Through JSON, as over the peer transport.
-        return nodes.get(to)!.naming.executeForwarded(JSON.parse(JSON.stringify(op)) as EphemeralOp)
+        return nodes.get(to)!.naming.executeForwarded(parseEphemeralOp(JSON.parse(JSON.stringify(op))))
       },
     }
     const naming = new NamingService(new ConsistencyProxy(noLog, store), view, new ClientLeases(store, clock), clock, owners)
@@ -86,4 +87,26 @@ t.test('an address that moves to a client owned elsewhere is removed from its ol
   t.same(moved && moved.op.op === 'deregister' ? moved.op.clientId : undefined, 'b-1')
   t.same(b.store.get('b-1')!.instances.map((i) => i.ip), ['10.0.0.10'], 'only that address left its old client')
   t.same(a.store.get('a-1')!.instances.map((i) => i.ip), ['10.0.0.9'], 'and it stays with its new client')
+})
+
+t.test('a forwarded change is checked like a request: malformed ones are refused and change nothing', async (t) => {
+  const { b } = pair()
+  const good = instance('10.0.0.1', 80, 'b-1')
+  const bad: [unknown, string][] = [
+    [null, 'INVALID_ARGUMENT'],
+    [{ op: 'explode' }, 'INVALID_ARGUMENT'],
+    [{ op: 'register' }, 'INVALID_ARGUMENT'],
+    [{ op: 'register', instance: { ...good, ip: '999.1.1.1' } }, 'INVALID_IP'],
+    [{ op: 'register', instance: { ...good, port: 0 } }, 'INVALID_PORT'],
+    [{ op: 'register', instance: { ...good, ephemeral: false } }, 'INVALID_ARGUMENT'],
+    [{ op: 'register', instance: { ...good, metadata: { a: 1 } } }, 'INVALID_METADATA'],
+    [{ op: 'deregister', ref: { service: 'orders', ip: '10.0.0.1' } }, 'INVALID_PORT'],
+    [{ op: 'deregister', ref: { service: 'orders', ip: '10.0.0.1', port: 80 }, clientId: '' }, 'INVALID_NAME'],
+    [{ op: 'update', ref: { service: 'orders', ip: '10.0.0.1', port: 80 }, patch: {} }, 'INVALID_ARGUMENT'],
+    [{ op: 'beat', request: {} }, 'INVALID_ARGUMENT'],
+  ]
+  for (const [op, code] of bad) t.throws(() => parseEphemeralOp(op), { code }, JSON.stringify(op))
+  t.equal(b.store.size(), 0, 'nothing stored')
+  t.same(parseEphemeralOp(JSON.parse(JSON.stringify({ op: 'register', instance: good }))), { op: 'register', instance: good }, 'a good change passes unchanged')
+  t.same(parseEphemeralOp({ op: 'beat', request: { clientId: 'b-1' } }), { op: 'beat', request: { clientId: 'b-1' } })
 })
