@@ -26,7 +26,7 @@ import { type Measurement, measure } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, cell, failures, fixed, int, med, median, noisyPairs, ratio, ratioRange, writeDocsSection } from './report.js'
-import { DISTINCT_INSTANCES, type Scenario, instanceAddress, sampleAnswer } from './scenarios.js'
+import { DISTINCT_INSTANCES, type Scenario, instanceAddress, registerScenario, sampleAnswer } from './scenarios.js'
 import { type RunningServer, type ServerSpec, freePort, startServer, stopAll } from './servers.js'
 import { fatal, positive, progress, runInfoBase } from './cli.js'
 
@@ -208,26 +208,6 @@ async function stopCluster(c: Cluster, extraLogs: string[] = []): Promise<{ exit
 
 // ---- scenarios -------------------------------------------------------------------------------
 
-/** Distinct ephemeral registrations: a new client (ip:port) each, wrapping after DISTINCT_INSTANCES. */
-function registerScenario(id: string, title: string, service: string): Scenario {
-  let seq = 0
-  return {
-    id,
-    title,
-    requests: () => [
-      {
-        method: 'POST',
-        path: '/v1/ns/instances',
-        headers: JSON_HEADERS,
-        setupRequest: (request) => {
-          const { ip, port } = instanceAddress(seq++ % DISTINCT_INSTANCES)
-          return { ...request, body: JSON.stringify({ service, ip, port, ephemeral: true }) }
-        },
-      },
-    ],
-  }
-}
-
 const beatClient = (i: number) => `bench-ap-beat-${i}`
 
 /** Heartbeats of BEAT_CLIENTS clients registered beforehand, by clientId, in turn. */
@@ -247,7 +227,7 @@ function beatScenario(): Scenario {
   }
 }
 
-const SCENARIOS: Scenario[] = [registerScenario('register', 'ephemeral register', 'bench-ap-eph'), beatScenario()]
+const SCENARIOS: Scenario[] = [registerScenario('register', 'ephemeral register', 'bench-ap-eph', true), beatScenario()]
 
 /** Registers the heartbeat clients (long leases), 32 requests at a time over the nodes. */
 async function registerBeatClients(urls: string[]): Promise<void> {
@@ -373,7 +353,7 @@ async function measureLag(c: Cluster): Promise<void> {
   // The same under a registration load that keeps the cluster's core busy: 64 connections over the
   // three nodes, from this thread, while the sampler runs in its worker.
   progress(`sync lag under a 64-connection registration load: ${lagSamples} samples`)
-  const bg = registerScenario('bg', 'background', 'bench-ap-bg')
+  const bg = registerScenario('bg', 'background', 'bench-ap-bg', true)
   let instance: autocannon.Instance | undefined
   const done = new Promise<autocannon.Result | undefined>((resolve) => {
     instance = autocannon({ url: c.urls(), connections: 64, pipelining: 1, duration: 120, requests: bg.requests() }, (err, r) => {

@@ -30,7 +30,8 @@ export function instanceAddress(k: number): { ip: string; port: number } {
   return { ip: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 20_000 + (k >> 16) }
 }
 
-function registerScenario(id: string, title: string, service: string, ephemeral: boolean): Scenario {
+/** Distinct registrations of one kind: a new instance (ip:port) each, wrapping after DISTINCT_INSTANCES. */
+export function registerScenario(id: string, title: string, service: string, ephemeral: boolean): Scenario {
   let seq = 0
   return {
     id,
