@@ -113,6 +113,8 @@ export interface DistroStats {
   refused: number
 }
 
+/** How long a change waits for others to share its sync batch. */
+const SYNC_COALESCE_MS = 5
 /** Records in one load page; the byte budget usually binds first. */
 const LOAD_PAGE_ITEMS = 5000
 /** Load sessions served at once (each holds a list of client ids), and how long an idle one lives. */
@@ -407,11 +409,15 @@ export class DistroNode implements EphemeralStore {
     this.schedulePump()
   }
 
-  /** Batches leave on the next microtask, so the writes of one tick travel together. */
+  /**
+   * Batches leave SYNC_COALESCE_MS after the first change that needs them, so the writes of a few
+   * milliseconds travel together: each batch wakes every peer twice (the batch and its answer),
+   * which costs far more than the wait.
+   */
   private schedulePump(): void {
     if (this.pumpQueued || !this.running) return
     this.pumpQueued = true
-    queueMicrotask(() => {
+    this.clock.setTimer(SYNC_COALESCE_MS, () => {
       this.pumpQueued = false
       for (const peer of this.queues.keys()) this.pump(peer)
     })
