@@ -33,7 +33,7 @@ export const ERROR_CODES = {
   LIMIT_EXCEEDED: { status: 429, summary: 'A count limit (instances per service, services, configs) is reached.' },
   // 5xx: the server cannot answer now.
   INTERNAL: { status: 500, summary: 'A bug in Grace. The log has the details.' },
-  UNAVAILABLE: { status: 503, summary: 'The server is starting, shutting down, or cannot reach its storage; retry.' },
+  UNAVAILABLE: { status: 503, summary: 'The server is starting, shutting down, or cannot reach its storage, the leader or the node responsible for the client; retry.' },
 } as const satisfies Record<string, { status: number; summary: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES
