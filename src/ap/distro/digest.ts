@@ -5,14 +5,16 @@
 // Two levels, so that the steady state costs a constant:
 // 1. A bucket summary. Clients are spread over DISTRO_LIMITS.digestBuckets buckets by a hash of
 //    their id; each bucket keeps a count and a 64-bit fingerprint, the XOR of a hash of
-//    (clientId, version) over its clients. 1024 buckets are 12 KiB whether the owner has 10 or
+//    (clientId, the client's fingerprint from records.ts) over its clients. 1024 buckets are 12 KiB whether the owner has 10 or
 //    100k clients; sending a full clientId -> version map instead would be about 4.5 MB per peer
 //    every 5 s at 100k clients. XOR is its own inverse, so a change updates its bucket in O(1)
 //    (remove the old version's hash, add the new one's) and nobody ever rescans. Two different
 //    bucket contents share a fingerprint with probability about 2^-64.
 // 2. For the buckets that differ, the owner lists them exactly (an ExactDigest: clientId ->
-//    version of its live clients, and its tombstones), and diffDigest says what to pull, push
-//    and drop.
+//    fingerprint of its live clients, and its tombstones' versions), and diffDigest says what to
+//    pull, push and drop. A client whose fingerprints differ is pulled, merged (records.ts), and
+//    pushed back if the merge kept something the owner lacks (stillDiffering): copies written
+//    concurrently on two sides of a partition each hold what the other lacks.
 //
 // The summary covers live records only: tombstones are collected at different times on different
 // nodes, so including them would make buckets differ when nothing that matters does. The exact
@@ -24,11 +26,14 @@
 // I own", and their summaries match. While views disagree (a node just failed or joined),
 // comparisons may differ and repair more than needed; versions keep every repair safe, and once
 // the views agree, one round repairs the rest.
+//
+// Fingerprints, not versions, because merged states are not ordered by their newest version: a
+// copy holding {A@5} and one holding {A@5, B@3} both have version 5.
 
 import { assert } from '../../core/assert.js'
 import { SEED_B, hashString, mix32 } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
-import { tombstone, type NodeId, type Tombstone } from './types.js'
+import type { NodeId } from './types.js'
 
 const TWO_32 = 4294967296
 
@@ -58,22 +63,23 @@ export class BucketDigest {
     this.mask = buckets - 1
   }
 
-  add(hA: number, hB: number, version: number): void {
+  /** Counts a client in: its two hashes and its fingerprint (records.ts, below 2^53). */
+  add(hA: number, hB: number, fp: number): void {
     const b = hB & this.mask
     this.counts[b]! += 1
-    this.flip(b, hA, hB, version)
+    this.flip(b, hA, hB, fp)
   }
 
-  remove(hA: number, hB: number, version: number): void {
+  remove(hA: number, hB: number, fp: number): void {
     const b = hB & this.mask
     assert(this.counts[b]! > 0, 'a client removed from a digest was in it')
     this.counts[b]! -= 1
-    this.flip(b, hA, hB, version)
+    this.flip(b, hA, hB, fp)
   }
 
-  private flip(b: number, hA: number, hB: number, version: number): void {
-    const lo = version >>> 0
-    const hi = Math.floor(version / TWO_32) >>> 0
+  private flip(b: number, hA: number, hB: number, fp: number): void {
+    const lo = fp >>> 0
+    const hi = Math.floor(fp / TWO_32) >>> 0
     this.fps[2 * b] = (this.fps[2 * b]! ^ mix32(mix32(hA, lo), hi)) >>> 0
     this.fps[2 * b + 1] = (this.fps[2 * b + 1]! ^ mix32(mix32(hB, hi), lo ^ hA)) >>> 0
   }
@@ -84,7 +90,7 @@ export class BucketDigest {
   }
 }
 
-/** Level 1: per bucket, how many clients and the XOR of their (clientId, version) fingerprints. */
+/** Level 1: per bucket, how many clients and the XOR of their (clientId, fingerprint) hashes. */
 export interface BucketSummary {
   readonly owner: NodeId
   readonly buckets: number
@@ -112,30 +118,39 @@ export function differingBuckets(local: BucketSummary, remote: BucketSummary, ma
 export interface ExactDigest {
   readonly owner: NodeId
   readonly buckets: readonly number[] | null
-  /** The owner's live clients in those buckets, by its own ownership mapping: clientId -> version. */
+  /** The owner's live clients in those buckets, by its own ownership mapping: clientId -> fingerprint. */
   readonly live: ReadonlyMap<string, number>
   /** Every tombstone the owner holds in those buckets: clientId -> the removal's version. */
   readonly removed: ReadonlyMap<string, number>
 }
 
+/** What a node holds for a client: a record (removed: false) or a tombstone (removed: true). */
+export interface HeldState {
+  readonly version: number
+  readonly removed: boolean
+  /** records.ts fingerprint: the tombstone's version for a tombstone. */
+  readonly fingerprint: number
+}
+
 /** What a node holds, as diffDigest needs to see it. Replica implements it. */
 export interface LocalView {
-  /** The version held for a client, as a record (removed: false) or a tombstone (removed: true). */
-  held(clientId: string): { readonly version: number; readonly removed: boolean } | undefined
+  held(clientId: string): HeldState | undefined
   /** The live clients this node counts as owned by `owner`, in the given buckets (all when null). */
   ownedBy(owner: NodeId, buckets: ReadonlySet<number> | null): Iterable<string>
 }
 
 export interface DigestDiff {
-  /** Clients the owner has newer (or the peer lacks): fetch the owner's records. */
+  /**
+   * Clients whose copies differ from the owner's (or that the peer lacks): fetch the owner's
+   * records or tombstones and merge them. A tombstone removes what was written before it; an
+   * instance written after it survives. Afterwards, stillDiffering says which to push back.
+   */
   readonly pull: string[]
   /**
-   * Clients the peer holds newer than the owner, or holds as the owner's while the owner has
-   * neither a record nor a tombstone for them: send the peer's record (or tombstone) to the owner.
+   * Clients the peer holds as the owner's while the owner has neither a record nor a tombstone
+   * for them: send the peer's record to the owner.
    */
   readonly push: string[]
-  /** Clients the owner removed after the version the peer holds: apply these tombstones. */
-  readonly drop: Tombstone[]
 }
 
 /**
@@ -153,21 +168,35 @@ export interface DigestDiff {
 export function diffDigest(view: LocalView, digest: ExactDigest): DigestDiff {
   const pull: string[] = []
   const push: string[] = []
-  const drop: Tombstone[] = []
-  for (const [clientId, version] of digest.live) {
+  for (const [clientId, fp] of digest.live) {
     const h = view.held(clientId)
-    if (h === undefined || h.version < version) pull.push(clientId)
-    else if (h.version > version) push.push(clientId)
+    if (h === undefined || h.removed || h.fingerprint !== fp) pull.push(clientId)
   }
-  for (const [clientId, version] of digest.removed) {
+  // The tombstone itself is pulled: it may remember removals above its version (types.ts).
+  for (const clientId of digest.removed.keys()) {
     const h = view.held(clientId)
-    if (h === undefined || h.removed) continue
-    if (h.version < version) drop.push(tombstone(clientId, version))
-    else if (h.version > version) push.push(clientId)
+    if (h !== undefined && !h.removed) pull.push(clientId)
   }
   const scope = digest.buckets === null ? null : new Set(digest.buckets)
   for (const clientId of view.ownedBy(digest.owner, scope)) {
     if (!digest.live.has(clientId) && !digest.removed.has(clientId)) push.push(clientId)
   }
-  return { pull, push, drop }
+  return { pull, push }
+}
+
+/**
+ * Of `clientIds` (pulled by a repair, and merged), those whose copy here still differs
+ * from the owner's: the merge kept something the owner lacks, so the peer pushes its copy and
+ * the owner merges it too. A client the owner holds live differs when the fingerprints do; one
+ * the owner removed, when it is still live here (written after the removal).
+ */
+export function stillDiffering(view: LocalView, digest: ExactDigest, clientIds: Iterable<string>): string[] {
+  const out: string[] = []
+  for (const clientId of clientIds) {
+    const h = view.held(clientId)
+    if (h === undefined) continue
+    const fp = digest.live.get(clientId)
+    if (fp !== undefined ? h.removed || h.fingerprint !== fp : !h.removed && digest.removed.has(clientId)) out.push(clientId)
+  }
+  return out
 }

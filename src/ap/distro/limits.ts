@@ -13,6 +13,13 @@ export const DISTRO_LIMITS = {
   tombstoneTtlMs: 10 * 60_000,
   /** Tombstones held at once; past it the oldest go first. About 100 bytes each. */
   maxTombstones: 100_000,
+  /**
+   * Removed instances a live client's record remembers (records.ts), the newest kept. They stop
+   * a concurrent or delayed copy from bringing a deregistered instance back; a client that
+   * deregisters more than this many instances while staying alive loses that protection for the
+   * oldest, as a tombstone does past its TTL.
+   */
+  maxRemovalsPerClient: 256,
 
   /**
    * Buckets in a verification summary. Fixed, because both sides of a comparison must bucket the

@@ -1,17 +1,33 @@
-// Versioned records: the merge rule, how versions are made, and tombstones.
+// Versioned records: how versions are made, how two copies of a client merge, and tombstones.
 //
-// The merge rule is the whole of Distro's conflict resolution: a copy replaces what a node holds
-// only if its version is strictly greater. Applying the same set of copies in any order, any
-// number of times, leaves every node holding the highest version (the property test in
-// test/unit/ap/distro/records.test.ts checks it). That is what lets syncs be batched, retried and
-// reordered freely, and what lets verification repair drift by plain comparison (Nacos nodes
-// drifted apart on instance counts, #10123, #5769).
+// The merge rule is the whole of Distro's conflict resolution. A client's record stamps each of
+// its instances with the version of the write that last changed it, and remembers the instances
+// it removed (with the removal's version). Two copies merge instance by instance: for each
+// instance the newest write wins, whether it put the instance or removed it. A tombstone (the
+// whole client removed at version V) removes everything stamped at or below V; a record written
+// after a tombstone keeps V as its `floor` for the same reason.
+//
+// Why per instance and not whole records, newest wins: two nodes can write the same client
+// concurrently, each from a copy that lacks the other's writes: the two sides of a partition,
+// each owning the client in its own view; a node that restarted and has not loaded yet; a node
+// answering a heartbeat "not registered" and taking the client's registration again. With whole
+// records, the later of the two writes replaced the earlier and the instances only the earlier
+// one held vanished though their client was alive (the simulator found it in about one seed in
+// six). Merged per instance, both writes survive.
+//
+// The merge is a join: commutative, associative and idempotent (the property tests in
+// test/unit/ap/distro/records.test.ts check it), so any order and any duplication of deliveries
+// leaves every node with the same state. That is what lets syncs be batched, retried and
+// reordered freely, and what lets verification repair drift by comparing fingerprints (Nacos
+// nodes drifted apart on instance counts, #10123, #5769). One bound bends it: a record remembers
+// at most maxRemovalsPerClient removals (the newest), so a copy older than a forgotten removal can
+// bring that instance back, as a copy older than a collected tombstone can bring a client back.
 //
 // Versions are hybrid: milliseconds of wall time, shifted left by 10 bits, with a per-node salt
 // in the low bits, and never below the version held + 1. Why not a plain counter (+1 per change):
 // - A new owner that missed the old owner's last syncs (a partition, a crash) would continue from
 //   an older number and could issue a version the old owner already used for different content;
-//   equal versions compare as equal, so nodes would keep two different records forever.
+//   equal stamps compare as equal, so nodes would keep two different instances forever.
 // - After a removal's tombstone is collected, a counter restarts at 1, below stale copies that
 //   some node may still hold, and the new registration would lose to them.
 // Time-based versions order writes by wall time when clocks are roughly in sync, and the salt
@@ -25,25 +41,13 @@
 // Past that, verification (digest.ts) is the backstop.
 
 import { assert } from '../../core/assert.js'
-import { SEED_B, hashString } from './hash.js'
+import { instanceIdOf, serviceKey, type Instance } from '../../naming/model.js'
+import { SEED_A, SEED_B, hashString, mix32 } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
-import type { NodeId } from './types.js'
+import { isTombstone, tombstone, type ClientState, type InstanceRemoval, type NodeId, type Tombstone, type Versioned } from './types.js'
 
 export const SALT_BITS = 10
 const SALT_RANGE = 1 << SALT_BITS
-
-/**
- * Whether `incoming` should replace what is held (a record or a tombstone). Strictly newer only:
- * an equal version is a duplicate, an older one is stale.
- */
-export function shouldAccept(held: { readonly version: number } | undefined, incoming: { readonly version: number }): boolean {
-  return acceptsVersion(held === undefined ? undefined : held.version, incoming.version)
-}
-
-/** shouldAccept on bare versions, for callers that hold a number rather than a record. */
-export function acceptsVersion(held: number | undefined, incoming: number): boolean {
-  return held === undefined || incoming > held
-}
 
 /** A node's salt for nextVersion, from its id: in [0, 1024). */
 export function versionSalt(nodeId: NodeId): number {
@@ -65,8 +69,205 @@ export function nextVersion(held: number | undefined, nowMs: number, salt: numbe
   return v
 }
 
-interface Held {
+// ---- records: writes, merges, fingerprints ------------------------------------------------------
+
+// Names never hold control characters (validation rejects them), so one makes a safe separator.
+const SEP = '\u001f'
+
+/** An instance's identity within its client: its service and its address there. */
+export function instanceKey(i: Instance): string {
+  return serviceKey(i) + SEP + instanceIdOf(i)
+}
+
+/** The stamp of record.instances[i]: a plain record (no stamps) wrote everything at its version. */
+export function stampAt(record: ClientState, i: number): number {
+  return record.stamps === undefined ? record.version : record.stamps[i]!
+}
+
+function floorOf(item: Versioned): number {
+  return isTombstone(item) ? item.version : (item.floor ?? 0)
+}
+
+/** Whether two instances with the same key say the same thing (a re-registration that changes nothing). */
+export function sameContent(a: Instance, b: Instance): boolean {
+  if (a === b) return true
+  if (a.weight !== b.weight || a.enabled !== b.enabled || a.healthy !== b.healthy || a.ephemeral !== b.ephemeral || a.clientId !== b.clientId) return false
+  const ka = Object.keys(a.metadata)
+  if (ka.length !== Object.keys(b.metadata).length) return false
+  for (const k of ka) if (a.metadata[k] !== b.metadata[k]) return false
+  return true
+}
+
+/** Newest first, at most the bound: the same list whatever order the removals were gathered in. */
+function boundRemovals(removals: InstanceRemoval[]): InstanceRemoval[] {
+  removals.sort((a, b) => b.version - a.version || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  if (removals.length > DISTRO_LIMITS.maxRemovalsPerClient) removals.length = DISTRO_LIMITS.maxRemovalsPerClient
+  return removals
+}
+
+/**
+ * The record after the responsible node writes `instances` for the client at `version` (from
+ * nextVersion, above everything held). Instances that did not change keep their stamps; changed
+ * and new ones take `version`; held ones left out are recorded as removed at `version`. Returns
+ * null when nothing changed (a re-registration of the same instance), so nothing is synced. An
+ * empty list is a removal of the whole client: the caller writes a tombstone instead.
+ */
+export function writeClient(held: Versioned | undefined, clientId: string, instances: readonly Instance[], version: number): ClientState | null {
+  assert(instances.length > 0, 'a write keeps at least one instance; removing them all is a tombstone')
+  const floor = held === undefined ? 0 : floorOf(held)
+  const before = held === undefined || isTombstone(held) ? undefined : held
+  const index = new Map<string, number>()
+  if (before) for (let i = 0; i < before.instances.length; i++) index.set(instanceKey(before.instances[i]!), i)
+  let changed = before === undefined || before.instances.length !== instances.length
+  const stamps: number[] = []
+  const kept = new Set<number>()
+  const keys: string[] = []
+  for (const inst of instances) {
+    const key = instanceKey(inst)
+    keys.push(key)
+    const j = index.get(key)
+    if (j !== undefined && sameContent(before!.instances[j]!, inst)) {
+      stamps.push(stampAt(before!, j))
+      kept.add(j)
+    } else {
+      stamps.push(version)
+      changed = true
+    }
+  }
+  if (!changed) return null
+  assert(new Set(keys).size === keys.length, 'a client holds each instance once')
+  const removals: InstanceRemoval[] = []
+  if (before) {
+    const written = new Set(keys)
+    for (let j = 0; j < before.instances.length; j++) {
+      if (kept.has(j)) continue
+      const key = instanceKey(before.instances[j]!)
+      if (!written.has(key)) removals.push({ key, version })
+    }
+    for (const r of before.removals ?? []) if (!written.has(r.key)) removals.push(r)
+  }
+  // Something changed, so an instance or a removal carries `version`, the newest of all.
+  return { clientId, version, instances, stamps, removals: boundRemovals(removals), floor }
+}
+
+interface MergeEntry {
   readonly version: number
+  /** The instance, or undefined for a removal. */
+  readonly instance: Instance | undefined
+}
+
+/** What merging one state's entries into a map did. */
+interface Added {
+  /** Entries of the state above the floor. */
+  readonly count: number
+  /** Some entry of the state was newer than the map's. */
+  readonly newer: boolean
+  /** Some entry of the state was older than the map's. */
+  readonly older: boolean
+}
+
+function addEntries(into: Map<string, MergeEntry>, item: Versioned, floor: number): Added {
+  let count = 0
+  let newer = false
+  let older = false
+  const add = (key: string, version: number, instance: Instance | undefined): void => {
+    if (version <= floor) return
+    count++
+    const cur = into.get(key)
+    if (cur === undefined || version > cur.version) {
+      into.set(key, { version, instance })
+      newer = true
+    } else if (version < cur.version) older = true
+  }
+  if (!isTombstone(item)) for (let i = 0; i < item.instances.length; i++) add(instanceKey(item.instances[i]!), stampAt(item, i), item.instances[i]!)
+  for (const r of item.removals ?? []) add(r.key, r.version, undefined)
+  return { count, newer, older }
+}
+
+/**
+ * The state after merging `incoming` into `held`, or null when `incoming` adds nothing (a
+ * duplicate, or older than everything it carries). Per instance the newest write wins; a floor or
+ * tombstone removes everything stamped at or below it. A state left with no instances is a
+ * tombstone at the floor that keeps the removals above it.
+ *
+ * When the result is exactly `incoming` (the usual case: a sync of the owner's next write), that
+ * object is returned as it is, in the owner's instance order. A merge of concurrent writes makes a
+ * new record, its instances in key order, so every node that merges the same writes holds them
+ * in the same order.
+ */
+export function mergeClient(held: Versioned | undefined, incoming: Versioned): Versioned | null {
+  if (held === undefined) return incoming
+  assert(held.clientId === incoming.clientId, 'a merge is of one client')
+  const heldFloor = floorOf(held)
+  const floor = Math.max(heldFloor, floorOf(incoming))
+  const entries = new Map<string, MergeEntry>()
+  addEntries(entries, held, floor)
+  const added = addEntries(entries, incoming, floor)
+  if (!added.newer && floor === heldFloor) return null
+  if (!added.older && entries.size === added.count && floor === floorOf(incoming)) return incoming
+  const keys = [...entries.keys()].sort()
+  const instances: Instance[] = []
+  const stamps: number[] = []
+  const removals: InstanceRemoval[] = []
+  let version = floor
+  for (const key of keys) {
+    const e = entries.get(key)!
+    if (e.version > version) version = e.version
+    if (e.instance === undefined) removals.push({ key, version: e.version })
+    else {
+      instances.push(e.instance)
+      stamps.push(e.version)
+    }
+  }
+  const capped = removals.length > DISTRO_LIMITS.maxRemovalsPerClient
+  const merged: Versioned =
+    instances.length === 0
+      ? tombstone(held.clientId, floor, boundRemovals(removals))
+      : { clientId: held.clientId, version, instances, stamps, removals: boundRemovals(removals), floor }
+  // The bound on removals can drop exactly what incoming added: then nothing changed after all.
+  if (capped && isTombstone(merged) === isTombstone(held) && fingerprint(merged) === fingerprint(held)) return null
+  return merged
+}
+
+/** The newest version a state carries: what a new write must exceed (a tombstone's removals may be above it). */
+export function newestVersion(item: Versioned): number {
+  if (!isTombstone(item) || item.removals === undefined || item.removals.length === 0) return item.version
+  return Math.max(item.version, item.removals[0]!.version)
+}
+
+const TWO_32 = 4294967296
+
+/**
+ * A 53-bit fingerprint of a client's state, for verification digests (digest.ts): equal states
+ * give equal fingerprints, and different ones differ except with probability about 2^-53. It
+ * covers every instance's key, stamp and removal and the floor, not the instances' order, so
+ * two nodes that merged the same writes in different orders agree. A plain tombstone's is its
+ * version.
+ */
+export function fingerprint(item: Versioned): number {
+  if (isTombstone(item) && item.removals === undefined) return item.version
+  const floor = floorOf(item)
+  let lo = mix32(SEED_A, floor >>> 0)
+  let hi = mix32(SEED_B, Math.floor(floor / TWO_32))
+  const instances = isTombstone(item) ? [] : item.instances
+  for (let i = 0; i < instances.length; i++) {
+    const h = hashString(instanceKey(instances[i]!), SEED_A)
+    const st = stampAt(item as ClientState, i)
+    lo ^= mix32(mix32(h, st >>> 0), Math.floor(st / TWO_32))
+    hi ^= mix32(mix32(h ^ 0x2545f491, Math.floor(st / TWO_32)), st >>> 0)
+  }
+  for (const r of item.removals ?? []) {
+    const h = hashString(r.key, SEED_B)
+    lo ^= mix32(mix32(h, r.version >>> 0), Math.floor(r.version / TWO_32))
+    hi ^= mix32(mix32(h ^ 0x68e31da4, Math.floor(r.version / TWO_32)), r.version >>> 0)
+  }
+  return (hi >>> 11) * TWO_32 + (lo >>> 0)
+}
+
+// ---- tombstones ------------------------------------------------------------------------------------
+
+interface Held {
+  readonly item: Tombstone
   readonly at: number
 }
 
@@ -86,17 +287,23 @@ export class TombstoneSet {
     assert(ttlMs > 0 && max > 0, 'tombstones are kept for some time and count')
   }
 
+  /** The tombstone's version (its floor), if one is held. */
   get(clientId: string): number | undefined {
-    return this.held.get(clientId)?.version
+    return this.held.get(clientId)?.item.version
   }
 
-  /** Stores a tombstone stored at `now` (a newer one replaces the older). Returns how many were evicted by count. */
-  add(clientId: string, version: number, now: number): number {
-    const prev = this.held.get(clientId)
-    if (prev && prev.version >= version) return 0
+  item(clientId: string): Tombstone | undefined {
+    return this.held.get(clientId)?.item
+  }
+
+  /**
+   * Stores a tombstone at `now`, replacing the one held (the caller merged them: mergeClient).
+   * Returns how many were evicted by count.
+   */
+  add(t: Tombstone, now: number): number {
     // Delete first so the entry moves to the young end of the insertion order.
-    this.held.delete(clientId)
-    this.held.set(clientId, { version, at: now })
+    this.held.delete(t.clientId)
+    this.held.set(t.clientId, { item: t, at: now })
     let evicted = 0
     while (this.held.size > this.max) {
       const oldest = this.held.keys().next().value as string
@@ -125,7 +332,8 @@ export class TombstoneSet {
     return this.held.size
   }
 
+  /** [clientId, version] of every tombstone, oldest stored first. */
   *entries(): IterableIterator<[string, number]> {
-    for (const [clientId, h] of this.held) yield [clientId, h.version]
+    for (const [clientId, h] of this.held) yield [clientId, h.item.version]
   }
 }

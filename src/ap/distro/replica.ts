@@ -11,14 +11,16 @@
 
 import { assert } from '../../core/assert.js'
 import type { ClientRecord } from '../store.js'
-import { BucketDigest, bucketHash, type BucketSummary, type ExactDigest, type LocalView } from './digest.js'
+import { BucketDigest, bucketHash, type BucketSummary, type ExactDigest, type HeldState, type LocalView } from './digest.js'
 import { DISTRO_LIMITS } from './limits.js'
 import { Ownership, clientHash, type OwnershipChange } from './ownership.js'
-import { TombstoneSet, acceptsVersion } from './records.js'
-import { isTombstone, tombstone, type NodeId, type Versioned } from './types.js'
+import { TombstoneSet, fingerprint, mergeClient, newestVersion } from './records.js'
+import { isTombstone, type ClientState, type NodeId, type Versioned } from './types.js'
 
 interface Entry {
-  record: ClientRecord
+  record: ClientState
+  /** records.ts fingerprint(record), what the digests hold for it. */
+  fp: number
   /** clientHash and bucketHash of the id, computed once per client. */
   readonly hA: number
   readonly hB: number
@@ -61,28 +63,30 @@ export class Replica implements LocalView {
 
   // ---- reads -------------------------------------------------------------------------------
 
-  get(clientId: string): ClientRecord | undefined {
+  get(clientId: string): ClientState | undefined {
     return this.live.get(clientId)?.record
   }
 
-  held(clientId: string): { readonly version: number; readonly removed: boolean } | undefined {
+  held(clientId: string): HeldState | undefined {
     const e = this.live.get(clientId)
-    if (e) return { version: e.record.version, removed: false }
-    const v = this.tombs.get(clientId)
-    return v === undefined ? undefined : { version: v, removed: true }
+    if (e) return { version: e.record.version, removed: false, fingerprint: e.fp }
+    const t = this.tombs.item(clientId)
+    return t === undefined ? undefined : { version: newestVersion(t), removed: true, fingerprint: fingerprint(t) }
   }
 
   /** What to send for a client (a pull answer, a push): its record or tombstone. */
   heldItem(clientId: string): Versioned | undefined {
     const e = this.live.get(clientId)
     if (e) return e.record
-    const v = this.tombs.get(clientId)
-    return v === undefined ? undefined : tombstone(clientId, v)
+    return this.tombs.item(clientId)
   }
 
   /** The version a local write must exceed (record or tombstone), for nextVersion. */
   heldVersion(clientId: string): number | undefined {
-    return this.live.get(clientId)?.record.version ?? this.tombs.get(clientId)
+    const e = this.live.get(clientId)
+    if (e) return e.record.version
+    const t = this.tombs.item(clientId)
+    return t === undefined ? undefined : newestVersion(t)
   }
 
   ownerOf(clientId: string): NodeId | null {
@@ -98,12 +102,12 @@ export class Replica implements LocalView {
     return this.ownership.members
   }
 
-  records(): IterableIterator<ClientRecord> {
+  records(): IterableIterator<ClientState> {
     return mapIter(this.live.values(), (e) => e.record)
   }
 
   /** The live clients this node is responsible for. */
-  *owned(): IterableIterator<ClientRecord> {
+  *owned(): IterableIterator<ClientState> {
     const idx = this.owners.get(this.self)
     if (!idx) return
     for (const id of idx.clients) yield this.live.get(id)!.record
@@ -147,7 +151,7 @@ export class Replica implements LocalView {
     if (idx) {
       for (const id of idx.clients) {
         const e = this.live.get(id)!
-        if (scope === null || scope.has(e.hB & mask)) live.set(id, e.record.version)
+        if (scope === null || scope.has(e.hB & mask)) live.set(id, e.fp)
       }
     }
     // Tombstones carry no owner and are few; each is hashed here rather than cached.
@@ -161,37 +165,40 @@ export class Replica implements LocalView {
   // ---- changes -----------------------------------------------------------------------------
 
   /**
-   * Merges a record or tombstone from anywhere (a local write, a sync, a pull, a push). Returns
-   * the change, or null when it was stale or a duplicate (records.ts: strictly newer wins).
-   * A tombstone over a tombstone returns { prev: undefined, next: undefined }: accepted, but
-   * nothing visible changed.
+   * Merges a record or tombstone from anywhere (a local write, a sync, a pull, a push) by
+   * records.ts mergeClient. Returns the change, or null when it added nothing (stale or a
+   * duplicate). A merge that ends in a tombstone where none or a tombstone was held returns
+   * { prev: undefined, next: undefined }: accepted, but nothing visible changed.
    */
   apply(item: Versioned, now: number): Applied | null {
     const id = item.clientId
     const e = this.live.get(id)
-    if (!acceptsVersion(e ? e.record.version : this.tombs.get(id), item.version)) return null
-    if (isTombstone(item)) {
-      this.tombs.add(id, item.version, now)
+    const merged = mergeClient(e ? e.record : this.tombs.item(id), item)
+    if (merged === null) return null
+    if (isTombstone(merged)) {
+      this.tombs.add(merged, now)
       if (!e) return { prev: undefined, next: undefined }
       this.live.delete(id)
       this.unindex(id, e)
       return { prev: e.record, next: undefined }
     }
-    assert(item.instances.every((i) => i.ephemeral && i.clientId === id), 'a client record holds only its own ephemeral instances')
+    assert(merged.instances.every((i) => i.ephemeral && i.clientId === id), 'a client record holds only its own ephemeral instances')
+    const fp = fingerprint(merged)
     if (e) {
       const idx = e.owner === null ? undefined : this.owners.get(e.owner)
-      idx?.digest.remove(e.hA, e.hB, e.record.version)
+      idx?.digest.remove(e.hA, e.hB, e.fp)
       const prev = e.record
-      e.record = item
-      idx?.digest.add(e.hA, e.hB, item.version)
-      return { prev, next: item }
+      e.record = merged
+      e.fp = fp
+      idx?.digest.add(e.hA, e.hB, fp)
+      return { prev, next: merged }
     }
     this.tombs.delete(id)
     const hA = clientHash(id)
-    const fresh: Entry = { record: item, hA, hB: bucketHash(id), owner: this.ownership.ownerOfHash(hA) }
+    const fresh: Entry = { record: merged, fp, hA, hB: bucketHash(id), owner: this.ownership.ownerOfHash(hA) }
     this.live.set(id, fresh)
     this.index(id, fresh)
-    return { prev: undefined, next: item }
+    return { prev: undefined, next: merged }
   }
 
   /**
@@ -235,6 +242,7 @@ export class Replica implements LocalView {
     for (const [id, e] of this.live) {
       assert(this.tombs.get(id) === undefined, `${id} is live or tombstoned, not both`)
       assert(e.owner === this.ownership.ownerOfHash(e.hA), `${id}'s owner is current`)
+      assert(e.fp === fingerprint(e.record), `${id}'s fingerprint is its record's`)
       if (e.owner !== null) owned++
     }
     assert(indexed === owned, 'every owned client is indexed once')
@@ -248,14 +256,14 @@ export class Replica implements LocalView {
       this.owners.set(e.owner, idx)
     }
     idx.clients.add(id)
-    idx.digest.add(e.hA, e.hB, e.record.version)
+    idx.digest.add(e.hA, e.hB, e.fp)
   }
 
   private unindex(id: string, e: Entry): void {
     if (e.owner === null) return
     const idx = this.owners.get(e.owner)!
     idx.clients.delete(id)
-    idx.digest.remove(e.hA, e.hB, e.record.version)
+    idx.digest.remove(e.hA, e.hB, e.fp)
   }
 }
 

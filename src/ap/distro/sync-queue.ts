@@ -13,7 +13,7 @@
 // - The queue is bounded in distinct clients. A change that does not fit is not queued.
 // Abandoning and refusing both lose changes; both set `needsVerify`, and the driver then runs a
 // verification round with that peer soon, which finds and repairs whatever was lost (digest.ts).
-// Order never matters for correctness: the receiver merges by version (records.ts).
+// Order never matters for correctness: the receiver merges per instance (records.ts).
 
 import { assert } from '../../core/assert.js'
 import type { ClientRecord } from '../store.js'
@@ -110,11 +110,15 @@ export class SyncQueue {
     assert(this.maxQueued > 0 && this.maxItems > 0 && this.maxBytes > 0 && this.maxAttempts > 0, 'sync limits are positive')
   }
 
-  /** Queues a client's new state for this peer, replacing an older queued version. */
+  /**
+   * Queues a client's new state for this peer, replacing an older queued one. The caller passes
+   * the state it holds now, which includes everything it held before; a merge can add to it
+   * without raising its version (records.ts), so an equal version replaces too.
+   */
   enqueue(item: Versioned): EnqueueResult {
     const queued = this.queue.get(item.clientId)
     if (queued) {
-      if (queued.version >= item.version) return 'stale'
+      if (queued.version > item.version) return 'stale'
       this.queue.set(item.clientId, item)
       return 'coalesced'
     }

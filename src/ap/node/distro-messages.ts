@@ -19,8 +19,8 @@ import { name, stringMap } from '../../core/validate.js'
 import type { Instance } from '../../naming/model.js'
 import type { BucketSummary } from '../distro/digest.js'
 import { DISTRO_LIMITS } from '../distro/limits.js'
-import { isTombstone, tombstone, type NodeId, type Versioned } from '../distro/types.js'
-import type { ClientRecord } from '../store.js'
+import { instanceKey } from '../distro/records.js'
+import { isTombstone, tombstone, type InstanceRemoval, type NodeId, type Versioned } from '../distro/types.js'
 
 export const METHODS = {
   /** Owner -> peer: { items } -> { accepted }. */
@@ -46,6 +46,8 @@ const MAX_ITEMS_PER_MESSAGE = 10_000
 /** Entries in one exact digest answer, live plus removed (64 buckets of 100k clients is ~6,400). */
 export const MAX_EXACT_ENTRIES = 20_000
 const MAX_SESSION_CHARS = 128
+/** An instance key (records.ts instanceKey): four names and an address, with separators. */
+const MAX_KEY_CHARS = 4 * LIMITS.maxNameBytes + 64
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: true })
@@ -65,11 +67,23 @@ export function encodeItem(item: Versioned): string {
   let s = itemJson.get(item)
   if (s === undefined) {
     s = isTombstone(item)
-      ? JSON.stringify({ clientId: item.clientId, version: item.version, removed: true })
-      : JSON.stringify({ clientId: item.clientId, version: item.version, instances: (item as ClientRecord).instances })
+      ? JSON.stringify({ clientId: item.clientId, version: item.version, removed: true, removals: removalPairs(item.removals) })
+      : JSON.stringify({
+          clientId: item.clientId,
+          version: item.version,
+          instances: item.instances,
+          stamps: item.stamps,
+          removals: removalPairs(item.removals),
+          floor: item.floor || undefined,
+        })
     itemJson.set(item, s)
   }
   return s
+}
+
+/** Removals as [key, version] pairs on the wire; absent when there are none. */
+function removalPairs(removals: readonly InstanceRemoval[] | undefined): [string, number][] | undefined {
+  return removals === undefined || removals.length === 0 ? undefined : removals.map((r) => [r.key, r.version])
 }
 
 /** Exact UTF-8 bytes of encodeItem(item) plus its separator. */
@@ -133,13 +147,68 @@ export function parseItem(x: unknown): Versioned {
   const clientId = name(x.clientId, 'clientId')
   const version = safeNonNegative(x.version, `the version of ${clientId}`)
   if (x.removed !== undefined) {
-    if (x.removed !== true || x.instances !== undefined) malformed(`the tombstone of ${clientId} is not { clientId, version, removed: true }`)
-    return tombstone(clientId, version)
+    if (x.removed !== true || x.instances !== undefined || x.stamps !== undefined || x.floor !== undefined) {
+      malformed(`the tombstone of ${clientId} is not { clientId, version, removed: true, removals? }`)
+    }
+    // A tombstone's version is its floor: its removals lie above it.
+    return tombstone(clientId, version, parseRemovals(x.removals, clientId, version, Infinity, new Set()))
   }
   const raw = x.instances
-  if (!Array.isArray(raw) || raw.length > LIMITS.maxInstancesPerClient) malformed(`the instances of ${clientId} are not a list of at most ${LIMITS.maxInstancesPerClient}`)
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > LIMITS.maxInstancesPerClient) {
+    malformed(`the instances of ${clientId} are not a list of 1 to ${LIMITS.maxInstancesPerClient}`)
+  }
   const instances = raw.map((i) => parseInstance(i, clientId))
-  return { clientId, version, instances }
+  const floor = x.floor === undefined ? 0 : safeNonNegative(x.floor, `the floor of ${clientId}`)
+  // Every stamp and removal lies in (floor, version], and version is the newest of them: the
+  // shape records.ts writeClient and mergeClient produce, which mergeClient relies on.
+  const inRange = (v: number): boolean => v > floor && v <= version
+  let newest = floor
+  let stamps: number[] | undefined
+  if (x.stamps !== undefined) {
+    if (!Array.isArray(x.stamps) || x.stamps.length !== instances.length) malformed(`the stamps of ${clientId} are not one per instance`)
+    stamps = x.stamps.map((v) => safeNonNegative(v, `a stamp of ${clientId}`))
+    for (const v of stamps) {
+      if (!inRange(v)) malformed(`a stamp of ${clientId} is outside (floor, version]`)
+      newest = Math.max(newest, v)
+    }
+  } else {
+    if (!inRange(version)) malformed(`the version of ${clientId} is not above its floor`)
+    newest = version
+  }
+  const keys = new Set<string>()
+  for (const i of instances) {
+    const k = instanceKey(i)
+    if (keys.has(k)) malformed(`client ${clientId} holds an instance twice`)
+    keys.add(k)
+  }
+  const removals = parseRemovals(x.removals, clientId, floor, version, keys)
+  for (const r of removals) newest = Math.max(newest, r.version)
+  if (newest !== version) malformed(`the version of ${clientId} is not its newest stamp`)
+  return { clientId, version, instances, stamps, removals, floor }
+}
+
+/**
+ * A state's removals: [key, version] pairs, each version in (floor, max], no key twice nor one
+ * in `keys` (the instances the state holds), newest first as records.ts keeps them.
+ */
+function parseRemovals(x: unknown, clientId: string, floor: number, max: number, keys: Set<string>): InstanceRemoval[] {
+  if (x === undefined) return []
+  if (!Array.isArray(x) || x.length > DISTRO_LIMITS.maxRemovalsPerClient) {
+    malformed(`the removals of ${clientId} are not a list of at most ${DISTRO_LIMITS.maxRemovalsPerClient}`)
+  }
+  const out: InstanceRemoval[] = []
+  for (const r of x) {
+    if (!Array.isArray(r) || r.length !== 2 || typeof r[0] !== 'string' || r[0].length === 0 || r[0].length > MAX_KEY_CHARS) {
+      malformed(`a removal of ${clientId} is not [instance key, version]`)
+    }
+    const v = safeNonNegative(r[1], `a removal version of ${clientId}`)
+    if (v <= floor || v > max) malformed(`a removal of ${clientId} is outside (floor, version]`)
+    if (out.length > 0 && v > out[out.length - 1]!.version) malformed(`the removals of ${clientId} are not newest first`)
+    if (keys.has(r[0])) malformed(`client ${clientId} holds or removed an instance twice`)
+    keys.add(r[0])
+    out.push({ key: r[0], version: v })
+  }
+  return out
 }
 
 function parseItems(x: unknown, max: number): Versioned[] {

@@ -3,17 +3,18 @@
 //
 // What it does, and when:
 // - A local write (put/remove, by the node responsible for the client) gets a fresh version
-//   (records.ts nextVersion with this node's salt), is applied to the replica at once, fires the
-//   listeners, and is queued for every peer. Each peer has a SyncQueue (one batch in flight,
-//   coalescing, backoff); the pump sends batches as 'distro.sync'. A peer applies each item by
-//   version (stale and duplicate copies are ignored) and fires its listeners.
+//   (records.ts nextVersion with this node's salt) stamped on the instances it changed
+//   (writeClient), is applied to the replica at once, fires the listeners, and is queued for
+//   every peer. Each peer has a SyncQueue (one batch in flight, coalescing, backoff); the pump
+//   sends batches as 'distro.sync'. A peer merges each item per instance (records.ts
+//   mergeClient: stale and duplicate copies change nothing) and fires its listeners.
 // - Lost changes (a batch abandoned after its retries, a queue full) are not chased one by one:
 //   the queue sets needsVerify and this node runs a verification round with that peer at once.
 // - Every verifyIntervalMs this node sends each peer the bucket summary of the clients it owns
 //   ('distro.verify'). A receiver that differs repairs in the background: it asks the owner for
-//   exact digests of the differing buckets ('distro.exact'), pulls what the owner has newer
-//   ('distro.pull'), applies the owner's removals, and pushes what the owner lacks or holds older
-//   ('distro.push'); the owner applies those and syncs the accepted ones on to everyone.
+//   exact digests of the differing buckets ('distro.exact'), pulls what differs ('distro.pull'),
+//   merges the owner's removals, and pushes what the owner lacks, or what its merge kept that the
+//   owner's copy lacks ('distro.push'); the owner merges those and syncs the results to everyone.
 // - A starting node copies everything (records and tombstones) from one ready peer, page by page
 //   ('distro.load'), before it serves. A node answers loads only once it is itself loaded or
 //   started, so two nodes starting together cannot hand each other an empty copy.
@@ -25,10 +26,10 @@ import { assert } from '../../core/assert.js'
 import type { Cancel, Clock } from '../../core/clock.js'
 import { GraceError } from '../../core/errors.js'
 import type { Logger } from '../../core/logger.js'
-import { differingBuckets, diffDigest, type BucketSummary } from '../distro/digest.js'
+import { differingBuckets, diffDigest, stillDiffering, type BucketSummary } from '../distro/digest.js'
 import { DISTRO_LIMITS } from '../distro/limits.js'
 import type { OwnershipChange } from '../distro/ownership.js'
-import { nextVersion, versionSalt } from '../distro/records.js'
+import { fingerprint, nextVersion, versionSalt, writeClient } from '../distro/records.js'
 import { Replica } from '../distro/replica.js'
 import { SyncQueue, type SyncBatch } from '../distro/sync-queue.js'
 import { tombstone, type NodeId, type Versioned } from '../distro/types.js'
@@ -109,7 +110,6 @@ export interface DistroStats {
   repairsFailed: number
   pulled: number
   pushed: number
-  dropped: number
   refused: number
 }
 
@@ -163,7 +163,6 @@ export class DistroNode implements EphemeralStore {
     repairsFailed: 0,
     pulled: 0,
     pushed: 0,
-    dropped: 0,
     refused: 0,
   }
 
@@ -297,11 +296,14 @@ export class DistroNode implements EphemeralStore {
    * the same client (across a takeover or a partition) never make equal versions.
    */
   put(record: ClientRecord): void {
-    const version = nextVersion(this.replica.heldVersion(record.clientId), this.clock.now(), this.salt)
-    const next: ClientRecord = { clientId: record.clientId, version, instances: record.instances }
+    const id = record.clientId
+    if (record.instances.length === 0) return this.remove(id)
+    const version = nextVersion(this.replica.heldVersion(id), this.clock.now(), this.salt)
+    const next = writeClient(this.replica.heldItem(id), id, record.instances, version)
+    if (next === null) return // the same instances, unchanged: nothing to store or sync
     const change = this.replica.apply(next, this.clock.now())
     assert(change !== null, 'a fresh version is always accepted')
-    this.fire(record.clientId, change.prev, change.next, 'local')
+    this.fire(id, change.prev, change.next, 'local')
     this.enqueueAll(next, null)
   }
 
@@ -335,6 +337,11 @@ export class DistroNode implements EphemeralStore {
     return this.replica.heldVersion(clientId)
   }
 
+  /** The record or tombstone held for a client, as a peer would be sent it. */
+  heldItem(clientId: string): Versioned | undefined {
+    return this.replica.heldItem(clientId)
+  }
+
   stats(): Readonly<DistroStats> {
     return { ...this.counters }
   }
@@ -361,7 +368,10 @@ export class DistroNode implements EphemeralStore {
       return false
     }
     this.counters.itemsApplied++
-    if (change.prev !== undefined || change.next !== undefined) this.fire(item.clientId, change.prev, change.next, 'remote')
+    // A merge can change only what is remembered (a floor, a removal), not what is visible.
+    if ((change.prev !== undefined || change.next !== undefined) && !sameInstances(change.prev, change.next)) {
+      this.fire(item.clientId, change.prev, change.next, 'remote')
+    }
     return true
   }
 
@@ -532,13 +542,15 @@ export class DistroNode implements EphemeralStore {
     for (const chunk of chunkBuckets(buckets, remote, local)) {
       if (this.stopped) return
       const exact = decodeExact(await this.transport.call(owner, METHODS.exact, encodeBucketList(chunk), this.requestTimeoutMs), chunk)
-      const diff = diffDigest(this.replica, { owner, buckets: exact.buckets, live: exact.live, removed: exact.removed })
-      for (const t of diff.drop) if (this.applyRemote(t)) this.counters.dropped++
+      const digest = { owner, buckets: exact.buckets, live: exact.live, removed: exact.removed }
+      const diff = diffDigest(this.replica, digest)
       for (let i = 0; i < diff.pull.length; i += DISTRO_LIMITS.maxRecordsPerPull) {
         await this.pull(owner, diff.pull.slice(i, i + DISTRO_LIMITS.maxRecordsPerPull))
       }
+      // Merged copies that kept something the owner lacks (concurrent writes) go back to it.
+      const merged = stillDiffering(this.replica, digest, diff.pull)
       const items: Versioned[] = []
-      for (const id of diff.push) {
+      for (const id of [...diff.push, ...merged]) {
         const item = this.replica.heldItem(id)
         if (item) items.push(item)
       }
@@ -592,7 +604,9 @@ export class DistroNode implements EphemeralStore {
     for (const item of items) {
       if (!this.applyRemote(item)) continue
       accepted++
-      this.enqueueAll(item, from)
+      // The merged state, which may hold more than the pushed copy; the pusher gets it too.
+      const held = this.replica.heldItem(item.clientId)
+      if (held) this.enqueueAll(held, fingerprint(held) === fingerprint(item) ? from : null)
     }
     return encodeObject({ accepted })
   }
@@ -655,6 +669,14 @@ export class DistroNode implements EphemeralStore {
     if (next >= ids.length) this.sessions.delete(id)
     return encodeLoadPage(id, ids.length, items, next)
   }
+}
+
+/** Whether two records hold the very same instance objects (in any order): a merge keeps the objects it keeps. */
+function sameInstances(prev: ClientRecord | undefined, next: ClientRecord | undefined): boolean {
+  if (prev === undefined || next === undefined || prev.instances.length !== next.instances.length) return false
+  if (prev.instances.length <= 8) return next.instances.every((i) => prev.instances.includes(i))
+  const held = new Set(prev.instances)
+  return next.instances.every((i) => held.has(i))
 }
 
 /**

@@ -3,21 +3,21 @@
 // cluster converge (issue 4: within two verify intervals of the partition healing).
 
 import t from 'tap'
-import { BucketDigest, bucketHash, bucketOf, differingBuckets, diffDigest, type ExactDigest, type LocalView } from '../../../../src/ap/distro/digest.js'
+import { BucketDigest, bucketHash, bucketOf, differingBuckets, diffDigest, stillDiffering, type ExactDigest, type LocalView } from '../../../../src/ap/distro/digest.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { clientHash } from '../../../../src/ap/distro/ownership.js'
-import { nextVersion, versionSalt } from '../../../../src/ap/distro/records.js'
+import { nextVersion, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
 import { Replica } from '../../../../src/ap/distro/replica.js'
-import { isTombstone, tombstone, type NodeId, type Versioned } from '../../../../src/ap/distro/types.js'
-import { clientIds, mulberry32, pick, record } from './fixtures.js'
+import { isTombstone, tombstone, type NodeId } from '../../../../src/ap/distro/types.js'
+import { clientIds, instance, mulberry32, pick, record } from './fixtures.js'
 
 const NOW = 1_700_000_000_000
 const ABC = ['a', 'b', 'c']
 
-/** A LocalView over plain maps, to test diffDigest apart from Replica. */
+/** A LocalView over plain maps, to test diffDigest apart from Replica: [fingerprint (and version), removed]. */
 function view(held: Record<string, [number, boolean]>, owned: Record<NodeId, string[]>): LocalView {
   return {
-    held: (id) => (held[id] ? { version: held[id]![0], removed: held[id]![1] } : undefined),
+    held: (id) => (held[id] ? { version: held[id]![0], removed: held[id]![1], fingerprint: held[id]![0] } : undefined),
     *ownedBy(owner, buckets) {
       for (const id of owned[owner] ?? []) if (buckets === null || buckets.has(bucketOf(id))) yield id
     },
@@ -29,26 +29,26 @@ function exact(owner: NodeId, live: Record<string, number>, removed: Record<stri
 }
 
 t.test('diffDigest: each rule on its own', async (t) => {
-  const local = view(
-    {
-      same: [5, false],
-      older: [3, false],
-      newer: [9, false],
-      removedHere: [8, true], // removed here after the owner's version 7
-      goneThere: [4, false], // the owner removed it at 6
-      liveAfterRemoval: [12, false], // re-registered here after the owner's removal at 10
-      notThere: [2, false], // the owner neither has it nor remembers removing it
-      otherOwner: [1, false], // owned by c: not this comparison's business
-    },
-    { a: ['same', 'older', 'newer', 'removedHere', 'goneThere', 'liveAfterRemoval', 'notThere'], c: ['otherOwner'] },
-  )
-  const d = diffDigest(
-    local,
-    exact('a', { same: 5, older: 4, newer: 7, removedHere: 7, missingHere: 1 }, { goneThere: 6, liveAfterRemoval: 10, neverSeen: 3 }),
-  )
-  t.same(d.pull.sort(), ['missingHere', 'older'])
-  t.same(d.push.sort(), ['liveAfterRemoval', 'newer', 'notThere', 'removedHere'])
-  t.same(d.drop, [tombstone('goneThere', 6)])
+  const held: Record<string, [number, boolean]> = {
+    same: [5, false],
+    differs: [3, false], // another fingerprint: older, newer or concurrent, the merge decides
+    removedHere: [8, true], // a tombstone here, live at the owner
+    goneThere: [4, false], // the owner removed it at 6
+    liveAfterRemoval: [12, false], // re-registered here after the owner's removal at 10
+    notThere: [2, false], // the owner neither has it nor remembers removing it
+    otherOwner: [1, false], // owned by c: not this comparison's business
+  }
+  const owned = { a: ['same', 'differs', 'removedHere', 'goneThere', 'liveAfterRemoval', 'notThere'], c: ['otherOwner'] }
+  const digest = exact('a', { same: 5, differs: 4, removedHere: 7, missingHere: 1 }, { goneThere: 6, liveAfterRemoval: 10, neverSeen: 3 })
+  const d = diffDigest(view(held, owned), digest)
+  t.same([...d.pull].sort(), ['differs', 'goneThere', 'liveAfterRemoval', 'missingHere', 'removedHere'], "the owner's copy of each, record or tombstone")
+  t.same(d.push.sort(), ['notThere'])
+  // After merging: differs kept something the owner lacks, removedHere stayed removed,
+  // missingHere now equals the owner's, goneThere went, liveAfterRemoval survived the tombstone.
+  const after = view({ ...held, differs: [11, false], missingHere: [1, false], goneThere: [6, true] }, owned)
+  t.same(stillDiffering(after, digest, d.pull).sort(), ['differs', 'liveAfterRemoval', 'removedHere'], 'pushed back to the owner')
+  const agreed = view({ ...held, differs: [4, false], removedHere: [7, false], missingHere: [1, false], goneThere: [6, true], liveAfterRemoval: [10, true] }, owned)
+  t.same(stillDiffering(agreed, digest, d.pull), [], "nothing to push when the merge gave the owner's copy")
 })
 
 t.test('diffDigest: a scoped digest says nothing about clients outside its buckets', async (t) => {
@@ -117,8 +117,8 @@ class MiniCluster {
   now = NOW
   /** Pairs that cannot talk. */
   cut = new Set<string>()
-  /** The highest-version write ever made for each client, wherever it was made. */
-  readonly latest = new Map<string, Versioned>()
+  /** Every write ever made, wherever it was made, merged: what every node must converge to. */
+  readonly oracle = new Replica('oracle', [])
 
   constructor(ids: NodeId[], readonly random: () => number, readonly lossRate = 0) {
     for (const id of ids) this.nodes.set(id, new Replica(id, ids))
@@ -148,10 +148,11 @@ class MiniCluster {
     this.now += 1
     const r = this.node(at)
     const v = nextVersion(r.heldVersion(clientId), this.now, versionSalt(at))
-    const item = remove ? tombstone(clientId, v) : record(clientId, v, 1 + (v % 60_000))
+    // A client with one instance whose port moves with every write: the old port is removed.
+    const item = remove ? tombstone(clientId, v) : writeClient(r.heldItem(clientId), clientId, [instance(clientId, 1 + (v % 60_000))], v)
+    if (item === null) return
     r.apply(item, this.now)
-    const prev = this.latest.get(clientId)
-    if (!prev || prev.version < v) this.latest.set(clientId, item)
+    this.oracle.apply(item, this.now)
     this.sync(at, clientId)
   }
 
@@ -172,11 +173,12 @@ class MiniCluster {
         repaired += buckets.length
         // As the driver will: exact digests in requests of a bounded number of buckets.
         for (let i = 0; i < buckets.length; i += DISTRO_LIMITS.maxBucketsPerRequest) {
-          const d = diffDigest(peer, owner.exact(buckets.slice(i, i + DISTRO_LIMITS.maxBucketsPerRequest)))
+          const digest = owner.exact(buckets.slice(i, i + DISTRO_LIMITS.maxBucketsPerRequest))
+          const d = diffDigest(peer, digest)
           for (const id of d.pull) peer.apply(owner.heldItem(id)!, this.now)
-          for (const ts of d.drop) peer.apply(ts, this.now)
-          for (const id of d.push) {
-            // The owner takes the newer copy and, as for any change to a client it owns, syncs it.
+          const back = stillDiffering(peer, digest, d.pull)
+          for (const id of [...d.push, ...back]) {
+            // The owner merges the peer's copy and, as for any change to a client it owns, syncs it.
             if (owner.apply(peer.heldItem(id)!, this.now)) this.sync(ownerId, id)
           }
         }
@@ -186,24 +188,26 @@ class MiniCluster {
     return repaired
   }
 
-  /** Live records by client, as "clientId@version:port" strings, for each node. */
+  /** Live records by client, as "clientId@version:ports" strings, for each node. */
   views(): Map<NodeId, string[]> {
     const out = new Map<NodeId, string[]>()
-    for (const [id, r] of this.nodes) out.set(id, [...r.records()].map((rec) => `${rec.clientId}@${rec.version}:${rec.instances[0]!.port}`).sort())
+    for (const [id, r] of this.nodes) out.set(id, lines(r))
     return out
   }
 
-  /** What every node should hold once converged: each client's highest-version write, if a record. */
+  /** What every node should hold once converged: the merge of every write made anywhere. */
   expected(): string[] {
-    const out: string[] = []
-    for (const item of this.latest.values()) if (!isTombstone(item)) out.push(`${item.clientId}@${item.version}:${item.instances[0]!.port}`)
-    return out.sort()
+    return lines(this.oracle)
   }
 
   converged(): boolean {
     const vs = [...this.views().values()].map((v) => v.join('\n'))
     return vs.every((v) => v === vs[0])
   }
+}
+
+function lines(r: Replica): string[] {
+  return [...r.records()].map((rec) => `${rec.clientId}@${rec.version}:${rec.instances.map((i) => i.port).sort((x, y) => x - y).join(',')}`).sort()
 }
 
 t.test('verification repairs lost syncs in one round', async (t) => {
@@ -255,10 +259,10 @@ t.test('property: after a partition heals, every node holds the same clients wit
     }
     worst = Math.max(worst, rounds)
     if (c.views().get('a')!.join('\n') !== c.expected().join('\n')) {
-      t.fail(`seed ${seed}: the nodes agree, but not on each client's latest write`)
+      t.fail(`seed ${seed}: the nodes agree, but not on the merge of every write`)
       return
     }
-    // Nothing is left to repair, and what the nodes agree on is each client's latest write.
+    // Nothing is left to repair, and what the nodes agree on is the merge of every write.
     t.equal(c.verifyRound(), 0, `seed ${seed}: summaries all equal`)
   }
   t.ok(worst <= 2, `converged within ${worst} round(s) after healing, in every seed`)

@@ -3,8 +3,10 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import { METHODS } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, encodeItem, parseItem } from '../../../../src/ap/node/distro-messages.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
+import { fingerprint, instanceKey, mergeClient, writeClient } from '../../../../src/ap/distro/records.js'
+import { isTombstone, tombstone, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, record } from '../distro/fixtures.js'
 import { FakeCallError, flush, makeCluster, run, stateOf } from './fake-network.js'
 
@@ -45,6 +47,19 @@ t.test('malformed peer messages are refused without changing state', async (t) =
     ['sync', 'a good item then a bad one', json({ items: [good, { clientId: 'm1', version: 'soon' }] })],
     ['sync', 'a client twice', json({ items: [good, good] })],
     ['push', 'a tombstone with instances', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, instances: [] }] })],
+    ['sync', 'a record with no instances', json({ items: [{ ...good, instances: [] }] })],
+    ['sync', 'an instance twice', json({ items: [{ ...good, instances: [instance('fresh', 1), instance('fresh', 1)] }] })],
+    ['sync', 'a stamp per instance missing', json({ items: [{ ...good, stamps: [] }] })],
+    ['sync', 'a stamp above the version', json({ items: [{ ...good, stamps: [6] }] })],
+    ['sync', 'a version above every stamp', json({ items: [{ ...good, stamps: [4] }] })],
+    ['sync', 'a stamp at the floor', json({ items: [{ ...good, stamps: [5], floor: 5 }] })],
+    ['sync', 'a removal above the version', json({ items: [{ ...good, stamps: [5], removals: [['k', 6]] }] })],
+    ['sync', 'a removal of a held instance', json({ items: [{ ...good, stamps: [4], removals: [[instanceKey(good.instances[0]!), 5]] }] })],
+    ['sync', 'removals not newest first', json({ items: [{ ...good, stamps: [3], removals: [['k1', 4], ['k2', 5]] }] })],
+    ['sync', 'a removal that is not a pair', json({ items: [{ ...good, stamps: [5], removals: [['k']] }] })],
+    ['sync', 'too many removals', json({ items: [{ ...good, stamps: [5], removals: Array.from({ length: DISTRO_LIMITS.maxRemovalsPerClient + 1 }, (_, i) => [`k${i}`, 4]) }] })],
+    ['push', 'a tombstone removal at its floor', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, removals: [['k', 2 ** 50]] }] })],
+    ['push', 'a tombstone with stamps', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, stamps: [] }] })],
     ['verify', 'a summary for another owner', json({ owner: 'a', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
     ['verify', 'another bucket count', json({ owner: 'raw-x', buckets: 16, counts: new Array(16).fill(0), fps: new Array(32).fill(0) })],
     ['exact', 'no buckets', json({ buckets: [] })],
@@ -122,4 +137,26 @@ t.test('malformed answers from an owner fail the repair and change nothing', asy
   t.ok(a.stats().repairsFailed >= answers.length, `${a.stats().repairsFailed} repairs failed on bad answers`)
   t.same(stateOf(a), before, 'nothing changed')
   a.check()
+})
+
+t.test('every state the merge makes crosses the wire unchanged', async (t) => {
+  const A = instance('w', 1)
+  const B = instance('w', 2, { zone: 'b' })
+  const first = writeClient(undefined, 'w', [A, B], 100)!
+  const dropB = writeClient(first, 'w', [A], 101)!
+  const again = writeClient(tombstone('w', 90), 'w', [B], 102)!
+  const removedWithMemory = mergeClient(dropB, tombstone('w', 100)) as Versioned
+  t.ok(isTombstone(removedWithMemory) && removedWithMemory.removals?.length === 1, 'a tombstone that remembers a later removal')
+  for (const [what, item] of [
+    ['a plain record', record('w', 7)],
+    ['a first write', first],
+    ['a write that removed an instance', dropB],
+    ['a write after a removal (a floor)', again],
+    ['a plain tombstone', tombstone('w', 9)],
+    ['a tombstone with removals', removedWithMemory],
+  ] as [string, Versioned][]) {
+    const back = parseItem(JSON.parse(encodeItem(item)))
+    t.equal(fingerprint(back), fingerprint(item), what)
+    t.equal(isTombstone(back), isTombstone(item), `${what}: same kind`)
+  }
 })

@@ -6,6 +6,7 @@ import type { ManualClock } from '../../../../src/core/clock.js'
 import { silentLogger } from '../../../../src/core/logger.js'
 import { DistroNode, type DistroTransport, type NodeId } from '../../../../src/ap/node/distro-node.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
+import { instanceKey } from '../../../../src/ap/distro/records.js'
 import { mulberry32 } from '../distro/fixtures.js'
 
 type Handler = (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>
@@ -193,7 +194,8 @@ function hashId(id: string): number {
 /** A node's whole visible state, canonical: sorted [clientId, version, instances JSON]. */
 export function stateOf(node: DistroNode): string[] {
   const out: string[] = []
-  for (const r of node.clients()) out.push(`${r.clientId} ${r.version} ${JSON.stringify(r.instances)}`)
+  // Instances in key order: nodes that merged concurrent writes in different orders hold the same state.
+  for (const r of node.clients()) out.push(`${r.clientId} ${r.version} ${JSON.stringify([...r.instances].sort((x, y) => (instanceKey(x) < instanceKey(y) ? -1 : 1)))}`)
   return out.sort()
 }
 
