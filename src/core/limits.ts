@@ -19,6 +19,11 @@ export const LIMITS = {
   maxInstancesPerService: 50_000,
   /** Ephemeral instances held by one client (one lease). */
   maxInstancesPerClient: 10_000,
+  /**
+   * One client's instances as JSON, UTF-8 bytes. A client's record travels whole between nodes in
+   * one peer frame; half the frame leaves room for its versions and removals.
+   */
+  maxClientRecordBytes: 8 * 1024 * 1024,
   maxServices: 100_000,
   maxConfigs: 100_000,
   /** History entries kept per config; older ones are dropped as new ones come. */

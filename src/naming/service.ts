@@ -2,6 +2,7 @@
 // do (kinds, limits), picks the change, and hands it to the consistency proxy; queries read the
 // shared view.
 
+import { Buffer } from 'node:buffer'
 import type { ClientRecord } from '../ap/store.js'
 import type { Clock } from '../core/clock.js'
 import { fail } from '../core/errors.js'
@@ -282,6 +283,7 @@ export class NamingService {
       this.leases.forget(clientId)
       return
     }
+    checkClientBytes(clientId, instances)
     // A new record starts above any earlier incarnation of the same client: versions only grow.
     const version = record ? record.version + 1 : this.clock.now() * 1000
     const next: ClientRecord = { clientId, version, instances }
@@ -290,6 +292,26 @@ export class NamingService {
 
   private durable(command: NamingCommand): Promise<unknown> {
     return this.proxy.writeDurable(command)
+  }
+}
+
+/**
+ * Instances one client can hold before its record could pass LIMITS.maxClientRecordBytes: names
+ * of at most 512 bytes, metadata of at most 16 KiB that JSON may escape up to six times over.
+ * Below it the encoding need not be measured.
+ */
+const MAY_REACH_CLIENT_BYTES = Math.floor(LIMITS.maxClientRecordBytes / (6 * LIMITS.maxMetadataBytes + 6 * LIMITS.maxNameBytes + 256))
+
+/**
+ * A client's record travels whole between cluster nodes, in one peer frame: its instances, as
+ * JSON, must stay under LIMITS.maxClientRecordBytes (standalone too, so that what works on one
+ * node works in a cluster). Measured only for clients large enough to come near it.
+ */
+function checkClientBytes(clientId: string, instances: readonly Instance[]): void {
+  if (instances.length < MAY_REACH_CLIENT_BYTES) return
+  const bytes = Buffer.byteLength(JSON.stringify(instances), 'utf8')
+  if (bytes > LIMITS.maxClientRecordBytes) {
+    fail('LIMIT_EXCEEDED', `client ${clientId}'s instances would take ${bytes} bytes, over the ${LIMITS.maxClientRecordBytes} allowed for one client`)
   }
 }
 

@@ -399,3 +399,25 @@ t.test('health endpoints', (t) =>
     t.same((await n.call('GET', '/readyz')).json(), { status: 'READY' })
   }),
 )
+
+t.test("one client's instances are bounded in bytes, so its record always fits a peer frame", (t) =>
+  withNode(t, async (n) => {
+    // Control characters take six bytes each in JSON: the cheapest way to a large record.
+    const metadata = { blob: '\u0001'.repeat(10_000) }
+    let refused: { statusCode: number; body: string } | undefined
+    let held = 0
+    for (let i = 0; i < 400 && !refused; i++) {
+      const res = await n.call('POST', '/v1/ns/instances', { service: 'big', ip: '10.0.0.1', port: 1000 + i, clientId: 'big-client', metadata })
+      if (res.statusCode === 200) held++
+      else refused = res
+    }
+    t.ok(refused, 'a registration past the bound is refused')
+    t.equal(refused?.statusCode, 429)
+    t.match(JSON.parse(refused!.body), { code: 'LIMIT_EXCEEDED' })
+    const bytesPerInstance = 6 * 10_000
+    t.ok(held * bytesPerInstance <= 8 * 1024 * 1024 && (held + 2) * bytesPerInstance > 8 * 1024 * 1024, `${held} instances of ~60 KB were taken, then the 8 MiB bound refused the next`)
+    t.equal((await list(n, 'service=big')).instances.length, held, 'the refusal changed nothing')
+    const other = await n.call('POST', '/v1/ns/instances', { service: 'big', ip: '10.0.0.2', port: 1, metadata })
+    t.equal(other.statusCode, 200, 'another client is not affected')
+  }),
+)
