@@ -36,7 +36,7 @@ t.test('a 3-node cluster: writes anywhere, reads everywhere, survives the loss o
     else await new Promise((r) => setTimeout(r, 25))
   }
   t.ok(resumedAt > 0, 'writes resumed')
-  t.comment(`CP writes resumed ${resumedAt - killedAt} ms after SIGKILL of the leader ${leader}`)
+  t.comment(`CP writes resumed ${resumedAt - killedAt} ms after SIGKILL of the leader ${leader} (issue 5: within 2 s; asserted below with room for a loaded machine)`)
   t.ok(resumedAt - killedAt < 5000, `resumed within 5 s (${resumedAt - killedAt} ms)`)
   const newLeader = await c.leader()
   t.not(newLeader, leader)
