@@ -43,6 +43,8 @@ export const DISTRO_LIMITS = {
    * the difference (a bounded queue may lose messages; verification may not).
    */
   maxQueuedClients: 100_000,
+  /** Sync batches sent to one peer and not yet answered (sync-queue.ts). */
+  maxBatchesInFlight: 4,
   /** One sync batch: at most this many records and this many bytes (but always one record). */
   maxBatchItems: 1000,
   maxBatchBytes: 1024 * 1024,

@@ -1,15 +1,19 @@
 // What the responsible node sends each peer, and when. One SyncQueue per peer.
 //
 // - Coalescing: the queue holds at most one entry per client, the latest version. A client that
-//   changes ten times while a batch is in flight is sent once. An entry keeps its place when it
+//   changes ten times while batches are in flight is sent once. An entry keeps its place when it
 //   is replaced, so a busy client cannot push quiet ones back forever.
-// - One batch in flight per peer. Changes made meanwhile wait and leave together in the next
-//   batch, so batches grow with load and latency stays one round trip when idle: no timer to fill
-//   a batch (Nacos waits 1 s before syncing; the sync-lag target here is p99 <= 200 ms).
+// - A few batches in flight per peer (maxBatchesInFlight). With one, a change made while a batch
+//   was out waited for that batch's answer and then for its own: under load, when a busy peer
+//   answers late, that doubled the sync lag. The receiver merges whatever arrives in any order
+//   (records.ts), so overlapping batches are safe. Batches still grow with load (whatever queued
+//   while the slots were full leaves together), and latency stays one round trip when idle.
 // - A batch is bounded by records and bytes, but always carries one record, so one big client
 //   cannot stall the queue.
 // - A failed batch is retried as it was, after an exponential backoff with jitter (delays come
-//   from the injected random, so a seed reproduces them). After `maxSyncAttempts` it is abandoned.
+//   from the injected random, so a seed reproduces them). While a retry is pending the peer is
+//   treated as failing: nothing new is sent, and retries go one at a time. After
+//   `maxSyncAttempts` a batch is abandoned.
 // - The queue is bounded in distinct clients. A change that does not fit is not queued.
 // Abandoning and refusing both lose changes; both set `needsVerify`, and the driver then runs a
 // verification round with that peer soon, which finds and repairs whatever was lost (digest.ts).
@@ -31,6 +35,7 @@ export interface SyncQueueOptions {
   readonly baseBackoffMs?: number
   readonly maxBackoffMs?: number
   readonly maxSyncAttempts?: number
+  readonly maxBatchesInFlight?: number
 }
 
 export interface SyncBatch {
@@ -76,10 +81,9 @@ export function estimateBytes(item: Versioned): number {
 
 export class SyncQueue {
   private readonly queue = new Map<string, Versioned>()
-  private inFlight: SyncBatch | null = null
-  /** A failed batch waiting for its retry, and when. */
-  private retry: SyncBatch | null = null
-  private retryAt = 0
+  private readonly inFlight = new Map<number, SyncBatch>()
+  /** Failed batches waiting for their retry, oldest first, each with its time. */
+  private readonly retries: { batch: SyncBatch; at: number }[] = []
   private nextId = 1
   /** Batches with smaller ids were dropped by clear(); their answers may still come. */
   private clearedBelow = 1
@@ -97,6 +101,7 @@ export class SyncQueue {
   private readonly baseBackoff: number
   private readonly maxBackoff: number
   private readonly maxAttempts: number
+  private readonly maxInFlight: number
 
   constructor(opts: SyncQueueOptions) {
     this.random = opts.random
@@ -107,7 +112,8 @@ export class SyncQueue {
     this.baseBackoff = opts.baseBackoffMs ?? DISTRO_LIMITS.baseBackoffMs
     this.maxBackoff = opts.maxBackoffMs ?? DISTRO_LIMITS.maxBackoffMs
     this.maxAttempts = opts.maxSyncAttempts ?? DISTRO_LIMITS.maxSyncAttempts
-    assert(this.maxQueued > 0 && this.maxItems > 0 && this.maxBytes > 0 && this.maxAttempts > 0, 'sync limits are positive')
+    this.maxInFlight = opts.maxBatchesInFlight ?? DISTRO_LIMITS.maxBatchesInFlight
+    assert(this.maxQueued > 0 && this.maxItems > 0 && this.maxBytes > 0 && this.maxAttempts > 0 && this.maxInFlight > 0, 'sync limits are positive')
   }
 
   /**
@@ -131,19 +137,21 @@ export class SyncQueue {
   }
 
   /**
-   * The batch to send at `now`, or null: a batch is in flight, a retry is backing off, or nothing
-   * is queued. The caller sends it and reports exactly one ack() or fail() with its id (a timeout
-   * is a fail; an answer arriving after that must be ignored by the caller).
+   * The next batch to send at `now`, or null: every slot is taken, a retry is backing off (or
+   * waits for the batches still out), or nothing is queued. The caller sends it and reports
+   * exactly one ack() or fail() with its id (a timeout is a fail; an answer arriving after that
+   * must be ignored by the caller). Call it again until it returns null.
    */
   next(now: number): SyncBatch | null {
-    if (this.inFlight) return null
-    if (this.retry) {
-      if (now < this.retryAt) return null
-      this.inFlight = this.retry
-      this.retry = null
-      return this.inFlight
+    if (this.failing()) {
+      // One send at a time, the oldest retry first, nothing new, until a retry is answered.
+      const r = this.retries[0]
+      if (r === undefined || this.inFlight.size > 0 || now < r.at) return null
+      this.retries.shift()
+      this.inFlight.set(r.batch.id, r.batch)
+      return r.batch
     }
-    if (this.queue.size === 0) return null
+    if (this.inFlight.size >= this.maxInFlight || this.queue.size === 0) return null
     const items: Versioned[] = []
     let bytes = 0
     for (const [clientId, item] of this.queue) {
@@ -153,14 +161,15 @@ export class SyncQueue {
       bytes += size
       this.queue.delete(clientId)
     }
-    this.inFlight = { id: this.nextId++, items, bytes, attempt: 1 }
-    return this.inFlight
+    const batch: SyncBatch = { id: this.nextId++, items, bytes, attempt: 1 }
+    this.inFlight.set(batch.id, batch)
+    return batch
   }
 
   /** The peer stored the batch. An answer to a batch dropped by clear() is ignored. */
   ack(batchId: number): void {
     if (this.isLate(batchId)) return
-    this.inFlight = null
+    this.inFlight.delete(batchId)
   }
 
   /**
@@ -169,29 +178,35 @@ export class SyncQueue {
    */
   fail(batchId: number, now: number): FailResult | null {
     if (this.isLate(batchId)) return null
-    const b = this.inFlight!
-    this.inFlight = null
+    const b = this.inFlight.get(batchId)!
+    this.inFlight.delete(batchId)
     if (b.attempt >= this.maxAttempts) {
       this.needsVerify = true
       return { retryAt: null, abandoned: b.items }
     }
-    this.retry = { id: b.id, items: b.items, bytes: b.bytes, attempt: b.attempt + 1 }
-    this.retryAt = now + backoffDelay(b.attempt, this.random, this.baseBackoff, this.maxBackoff)
-    return { retryAt: this.retryAt, abandoned: null }
+    const at = now + backoffDelay(b.attempt, this.random, this.baseBackoff, this.maxBackoff)
+    this.retries.push({ batch: { id: b.id, items: b.items, bytes: b.bytes, attempt: b.attempt + 1 }, at })
+    return { retryAt: at, abandoned: null }
   }
 
-  /** When next() may next return a batch: now-ish if work is waiting, a retry's time, or null (idle or in flight). */
+  /** When next() may next return a batch: now-ish if work can leave, a retry's time, or null (wait for answers, or idle). */
   wakeAt(now: number): number | null {
-    if (this.inFlight) return null
-    if (this.retry) return Math.max(now, this.retryAt)
-    return this.queue.size > 0 ? now : null
+    if (this.failing()) return this.inFlight.size > 0 || this.retries.length === 0 ? null : Math.max(now, this.retries[0]!.at)
+    return this.queue.size > 0 && this.inFlight.size < this.maxInFlight ? now : null
+  }
+
+  /** A batch failed and no retry has been answered since: a retry is waiting or out. */
+  private failing(): boolean {
+    if (this.retries.length > 0) return true
+    for (const b of this.inFlight.values()) if (b.attempt > 1) return true
+    return false
   }
 
   private isLate(batchId: number): boolean {
     assert(batchId > 0 && batchId < this.nextId, `batch ${batchId} was issued`)
-    if (this.inFlight?.id === batchId) return false
+    if (this.inFlight.has(batchId)) return false
     // Only a batch that clear() dropped can be answered when it is not in flight.
-    assert(this.clearedBelow > batchId, `batch ${batchId} is the one in flight`)
+    assert(this.clearedBelow > batchId, `batch ${batchId} is one in flight`)
     return true
   }
 
@@ -199,16 +214,21 @@ export class SyncQueue {
   clear(): void {
     this.clearedBelow = this.nextId
     this.queue.clear()
-    this.inFlight = null
-    this.retry = null
+    this.inFlight.clear()
+    this.retries.length = 0
   }
 
-  /** Distinct clients waiting (not counting the batch in flight or awaiting retry). */
+  /** Distinct clients waiting (not counting batches in flight or awaiting retry). */
   get size(): number {
     return this.queue.size
   }
 
   get busy(): boolean {
-    return this.inFlight !== null
+    return this.inFlight.size > 0
+  }
+
+  /** Batches sent and not yet answered. */
+  get batchesInFlight(): number {
+    return this.inFlight.size
   }
 }

@@ -5,7 +5,7 @@
 // - A local write (put/remove, by the node responsible for the client) gets a fresh version
 //   (records.ts nextVersion with this node's salt) stamped on the instances it changed
 //   (writeClient), is applied to the replica at once, fires the listeners, and is queued for
-//   every peer. Each peer has a SyncQueue (one batch in flight, coalescing, backoff); the pump
+//   every peer. Each peer has a SyncQueue (a few batches in flight, coalescing, backoff); the pump
 //   sends batches as 'distro.sync'. A peer merges each item per instance (records.ts
 //   mergeClient: stale and duplicate copies change nothing) and fires its listeners.
 // - Lost changes (a batch abandoned after its retries, a queue full) are not chased one by one:
@@ -437,21 +437,17 @@ export class DistroNode implements EphemeralStore {
     const q = this.queues.get(peer)
     if (!q || !this.running) return
     const now = this.clock.now()
-    const batch = q.next(now)
-    if (batch === null) {
-      const at = q.wakeAt(now)
-      if (at !== null && at > now && !this.retryTimers.has(peer)) {
-        this.retryTimers.set(
-          peer,
-          this.clock.setTimer(at - now, () => {
-            this.retryTimers.delete(peer)
-            this.pump(peer)
-          }),
-        )
-      }
-      return
+    for (let batch = q.next(now); batch !== null; batch = q.next(now)) this.send(peer, q, batch)
+    const at = q.wakeAt(now)
+    if (at !== null && at > now && !this.retryTimers.has(peer)) {
+      this.retryTimers.set(
+        peer,
+        this.clock.setTimer(at - now, () => {
+          this.retryTimers.delete(peer)
+          this.pump(peer)
+        }),
+      )
     }
-    this.send(peer, q, batch)
   }
 
   private send(peer: NodeId, q: SyncQueue, batch: SyncBatch): void {
@@ -465,7 +461,9 @@ export class DistroNode implements EphemeralStore {
           this.logger.warn({ peer, err: (err as Error).message }, 'distro: malformed sync answer')
         }
         q.ack(batch.id)
-        if (this.queues.get(peer) === q) this.pump(peer)
+        // What queued meanwhile leaves with the next coalescing window, not at once: under load,
+        // answers come often, and a batch per answer would be many small ones.
+        if (this.queues.get(peer) === q && q.size > 0) this.schedulePump()
       },
       (err: Error) => {
         this.counters.syncBatchesFailed++

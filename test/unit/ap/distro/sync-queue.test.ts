@@ -1,4 +1,4 @@
-// sync-queue.ts: coalescing, bounded batches, one batch in flight, backoff with seeded jitter,
+// sync-queue.ts: coalescing, bounded batches, a few batches in flight, backoff with seeded jitter,
 // abandonment to verification; and the property that a receiver merging whatever arrives (late,
 // duplicated, retried) ends with the owner's latest state.
 
@@ -39,8 +39,8 @@ t.test('batches: bounded by items and bytes, but never empty', async (t) => {
   t.same(sizes, [['a', 'b', 'c'], ['d'], ['big1'], ['e']], 'three items at most; 300 + 5000 bytes do not fit; an oversized one goes alone')
 })
 
-t.test('one batch in flight: changes made meanwhile wait for the next batch', async (t) => {
-  const q = new SyncQueue({ random: mulberry32(1) })
+t.test('with one batch in flight, changes made meanwhile wait for the next batch', async (t) => {
+  const q = new SyncQueue({ random: mulberry32(1), maxBatchesInFlight: 1 })
   q.enqueue(record('x', 1))
   const b1 = q.next(NOW)!
   t.ok(q.busy)
@@ -51,6 +51,28 @@ t.test('one batch in flight: changes made meanwhile wait for the next batch', as
   q.ack(b1.id)
   t.equal(q.wakeAt(NOW), NOW)
   t.same(q.next(NOW)!.items, [record('x', 3)], 'two changes went as one')
+})
+
+t.test('a few batches in flight; while a retry is pending, nothing new leaves and retries go one at a time', async (t) => {
+  const q = new SyncQueue({ random: mulberry32(2), maxBatchesInFlight: 3, maxBatchItems: 1, baseBackoffMs: 100 })
+  for (const id of ['a', 'b', 'c', 'd', 'e']) q.enqueue(record(id, 1))
+  const out = [q.next(NOW), q.next(NOW), q.next(NOW)]
+  t.same(out.map((b) => b?.items[0]?.clientId), ['a', 'b', 'c'], 'three go out at once')
+  t.equal(q.next(NOW), null, 'every slot is taken')
+  t.equal(q.batchesInFlight, 3)
+  t.equal(q.wakeAt(NOW), null)
+  q.ack(out[1]!.id)
+  t.equal(q.wakeAt(NOW), NOW, 'an answer frees a slot')
+  const r = q.fail(out[0]!.id, NOW)!
+  t.equal(q.next(NOW), null, 'the peer is failing: nothing new leaves')
+  t.equal(q.wakeAt(NOW), null, 'and the retry waits for the batch still out')
+  q.ack(out[2]!.id)
+  t.equal(q.wakeAt(NOW), r.retryAt)
+  const retry = q.next(r.retryAt!)!
+  t.same([retry.id, retry.attempt], [out[0]!.id, 2], 'the retry goes alone')
+  t.equal(q.next(r.retryAt!), null)
+  q.ack(retry.id)
+  t.same([q.next(r.retryAt!)?.items[0]?.clientId, q.next(r.retryAt!)?.items[0]?.clientId], ['d', 'e'], 'then new work again, several at once')
 })
 
 t.test('backoffDelay: exponential, capped, jittered between half and all of it', async (t) => {
