@@ -13,20 +13,10 @@
 
 import type { ManualClock } from '../../src/core/clock.js'
 import type { DistroTransport, NodeId } from '../../src/ap/node/distro-node.js'
+import { CallError } from '../helpers/call-error.js'
 import type { Random } from './random.js'
 
 type Handler = (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>
-
-/** Errors shaped like the real transport's PeerError (code) and remote refusals (remoteCode). */
-export class SimCallError extends Error {
-  constructor(
-    readonly code: 'TIMEOUT' | 'UNREACHABLE' | 'REMOTE',
-    message: string,
-    readonly remoteCode: string | null = null,
-  ) {
-    super(message)
-  }
-}
 
 export interface NetworkStats {
   messages: number
@@ -114,11 +104,11 @@ export class SimNetwork {
         cancelTimeout()
         f()
       }
-      const cancelTimeout = this.clock.setTimer(timeoutMs, () => settle(() => reject(new SimCallError('TIMEOUT', `${from} -> ${to} ${method}: timed out`))))
+      const cancelTimeout = this.clock.setTimer(timeoutMs, () => settle(() => reject(new CallError('TIMEOUT', `${from} -> ${to} ${method}: timed out`))))
       if (!this.alive(from, inc) || !this.linked(from, to)) {
         // Like a refused connection: the caller learns soon.
         this.stats.unreachable++
-        this.clock.setTimer(this.latency(), () => settle(() => reject(new SimCallError('UNREACHABLE', `${from} -> ${to}: unreachable`))))
+        this.clock.setTimer(this.latency(), () => settle(() => reject(new CallError('UNREACHABLE', `${from} -> ${to}: unreachable`))))
         return
       }
       if (this.random.chance(this.dropRate)) {
@@ -154,7 +144,7 @@ export class SimNetwork {
           (err: { code?: string; message?: string }) => {
             if (!answerable()) return
             this.clock.setTimer(this.latency(), () => {
-              if (this.alive(from, inc)) settle(() => reject(new SimCallError('REMOTE', `${to}: ${err.code}: ${err.message}`, err.code ?? 'INTERNAL')))
+              if (this.alive(from, inc)) settle(() => reject(new CallError('REMOTE', `${to}: ${err.code}: ${err.message}`, err.code ?? 'INTERNAL')))
             })
           },
         )

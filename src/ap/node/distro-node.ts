@@ -617,17 +617,7 @@ export class DistroNode implements EphemeralStore {
 
   private onPull(payload: Uint8Array): Uint8Array {
     const ids = decodeIds(payload)
-    const items: Versioned[] = []
-    let bytes = 0
-    let next = 0
-    for (; next < ids.length; next++) {
-      const item = this.replica.heldItem(ids[next]!)
-      if (item === undefined) continue
-      const n = itemBytes(item)
-      if (items.length > 0 && bytes + n > ITEM_BUDGET_BYTES) break
-      items.push(item)
-      bytes += n
-    }
+    const { items, next } = this.page(ids, 0, Infinity)
     return encodePage(items, next)
   }
 
@@ -652,11 +642,21 @@ export class DistroNode implements EphemeralStore {
     session.lastUsed = now
     const ids = session.ids
     if (req.offset > ids.length) throw new GraceError('INVALID_ARGUMENT', `malformed distro message: offset ${req.offset} is past ${ids.length}`)
+    // A client collected since the session began is skipped; one that changed goes as it is now.
+    const { items, next } = this.page(ids, req.offset, LOAD_PAGE_ITEMS)
+    if (next >= ids.length) this.sessions.delete(id)
+    return encodeLoadPage(id, ids.length, items, next)
+  }
+
+  /**
+   * What this node holds for ids[from..], as many as fit one message (at least one) and at most
+   * maxItems; ids it no longer holds are skipped. `next` is where the following page starts.
+   */
+  private page(ids: readonly string[], from: number, maxItems: number): { items: Versioned[]; next: number } {
     const items: Versioned[] = []
     let bytes = 0
-    let next = req.offset
-    for (; next < ids.length && items.length < LOAD_PAGE_ITEMS; next++) {
-      // A client collected since the session began is skipped; one that changed goes as it is now.
+    let next = from
+    for (; next < ids.length && items.length < maxItems; next++) {
       const item = this.replica.heldItem(ids[next]!)
       if (item === undefined) continue
       const n = itemBytes(item)
@@ -664,8 +664,7 @@ export class DistroNode implements EphemeralStore {
       items.push(item)
       bytes += n
     }
-    if (next >= ids.length) this.sessions.delete(id)
-    return encodeLoadPage(id, ids.length, items, next)
+    return { items, next }
   }
 }
 

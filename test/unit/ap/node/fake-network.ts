@@ -7,20 +7,12 @@ import { silentLogger } from '../../../../src/core/logger.js'
 import { DistroNode, type DistroTransport, type NodeId } from '../../../../src/ap/node/distro-node.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
 import { instanceKey } from '../../../../src/ap/distro/records.js'
+import { CallError } from '../../../helpers/call-error.js'
 import { mulberry32 } from '../distro/fixtures.js'
 
-type Handler = (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>
+export { CallError as FakeCallError }
 
-/** Errors shaped like the real transport's PeerError (code) and remote refusals (remoteCode). */
-export class FakeCallError extends Error {
-  constructor(
-    readonly code: 'TIMEOUT' | 'UNREACHABLE' | 'REMOTE',
-    message: string,
-    readonly remoteCode: string | null = null,
-  ) {
-    super(message)
-  }
-}
+type Handler = (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>
 
 export interface NetworkOptions {
   seed: number
@@ -102,10 +94,10 @@ export class FakeNetwork {
         cancelTimeout()
         f()
       }
-      const cancelTimeout = this.clock.setTimer(timeoutMs, () => settle(() => reject(new FakeCallError('TIMEOUT', `${from} -> ${to} ${method}: timed out`))))
+      const cancelTimeout = this.clock.setTimer(timeoutMs, () => settle(() => reject(new CallError('TIMEOUT', `${from} -> ${to} ${method}: timed out`))))
       if (!this.linked(from, to)) {
         // Like a refused connection: the caller learns soon.
-        this.clock.setTimer(this.latency(), () => settle(() => reject(new FakeCallError('UNREACHABLE', `${from} -> ${to}: unreachable`))))
+        this.clock.setTimer(this.latency(), () => settle(() => reject(new CallError('UNREACHABLE', `${from} -> ${to}: unreachable`))))
         return
       }
       if (this.random() < this.dropRate) return // lost request: the caller times out
@@ -127,7 +119,7 @@ export class FakeNetwork {
           },
           (err: { code?: string; message?: string }) => {
             if (!this.linked(to, from)) return
-            this.clock.setTimer(this.latency(), () => settle(() => reject(new FakeCallError('REMOTE', `${to}: ${err.code}: ${err.message}`, err.code ?? 'INTERNAL'))))
+            this.clock.setTimer(this.latency(), () => settle(() => reject(new CallError('REMOTE', `${to}: ${err.code}: ${err.message}`, err.code ?? 'INTERNAL'))))
           },
         )
       })
