@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   INVALID_WEIGHT: { status: 400, summary: 'The weight is not a finite number in 0..10000.' },
   INVALID_METADATA: { status: 400, summary: 'The metadata is not a map of strings, or is over 16 KiB.' },
   NOT_EPHEMERAL: { status: 400, summary: 'A heartbeat was sent for a persistent instance; the server checks those itself.' },
+  MALFORMED_HTTP: { status: 400, summary: 'The request is not valid HTTP/1.1 (its request line, a header or the chunked body); the connection is closed.' },
   // 404: the thing named does not exist.
   NOT_FOUND: { status: 404, summary: 'No such route.' },
   SERVICE_NOT_FOUND: { status: 404, summary: 'The service does not exist.' },
@@ -24,7 +25,10 @@ export const ERROR_CODES = {
   SERVICE_NOT_EMPTY: { status: 409, summary: 'The service still has instances.' },
   CAS_MISMATCH: { status: 409, summary: 'The config md5 is not the casMd5 the request expected.' },
   MEMBERSHIP_CONFLICT: { status: 409, summary: 'The membership change does not fit the cluster: the node is already (or not) a member, it is the last voter, or the node runs standalone.' },
-  // 413, 415: the body itself.
+  // 408: the request did not arrive in time.
+  REQUEST_TIMEOUT: { status: 408, summary: 'The request headers or body took longer than the server waits; the connection is closed.' },
+  // 413, 415, 431: the body or headers themselves.
+  HEADERS_TOO_LARGE: { status: 431, summary: 'The request line and headers are over 16 KiB; the connection is closed.' },
   BODY_TOO_LARGE: { status: 413, summary: 'The request body is over the limit for the route.' },
   CONTENT_TOO_LARGE: { status: 413, summary: 'The config content is over 1 MiB.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'The Content-Type is neither application/json nor application/x-protobuf.' },

@@ -1,6 +1,9 @@
 // Builds the fastify app from the services it serves. build() is separate from listen(): tests
 // drive the app through inject(), main.ts listens.
 
+import { Buffer } from 'node:buffer'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
 import { ERROR_CODES, type ErrorCode, GraceError, isGraceError } from '../core/errors.js'
@@ -39,6 +42,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     return503OnClosing: false,
     // Keep-alive connections that are idle are closed at once on shutdown; busy ones finish.
     forceCloseConnections: 'idle',
+    // Requests node's HTTP parser refuses never reach a route: answer them with a code too.
+    clientErrorHandler: answerClientError,
   }) as unknown as FastifyInstance
 
   // JSON (fastify's parser, which rejects __proto__ poisoning) and protobuf; nothing else. An
@@ -114,6 +119,25 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerConfigRoutes(app, deps.config)
   registerClusterRoutes(app, deps)
   return app
+}
+
+/**
+ * An error on a connection before a request could be parsed (a malformed request line or
+ * header, headers past node's 16 KiB, a bad chunk, a timeout): node's HTTP parser rejected it,
+ * so no route ran. The answer is written on the raw socket, which is then closed: the stream
+ * cannot be trusted past a parse error.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed || !socket.writable) {
+    socket.destroy()
+    return
+  }
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : err.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_HTTP'
+  const status = ERROR_CODES[code].status
+  const body = JSON.stringify({ code, message: ERROR_CODES[code].summary })
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  )
 }
 
 /** Maps whatever was thrown to a GraceError: fastify's own errors by their codes. */
