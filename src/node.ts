@@ -7,6 +7,8 @@ import type { Logger as PinoLogger } from 'pino'
 import { MemoryEphemeralStore } from './ap/node/memory-store.js'
 import type { EphemeralStore } from './ap/store.js'
 import { EphemeralCluster } from './consistency/ephemeral-cluster.js'
+import type { MemberReport } from './cluster/members.js'
+import { Membership } from './cluster/membership.js'
 import type { Clock } from './core/clock.js'
 import { type Logger, silentLogger } from './core/logger.js'
 import { ConfigService } from './config/service.js'
@@ -16,6 +18,7 @@ import { CompositeStateMachine } from './consistency/state-machine.js'
 import { RaftNode, type RaftTransport } from './cp/node/raft-node.js'
 import type { NodeId } from './cp/raft/types.js'
 import { buildApp } from './http/app.js'
+import type { ClusterStatus, MemberStatus } from './http/routes/cluster.js'
 import { ClientLeases } from './naming/leases.js'
 import { NamingService } from './naming/service.js'
 import { NamingStateMachine } from './naming/state-machine.js'
@@ -37,8 +40,13 @@ export interface GraceNodeOptions {
   transport?: RaftTransport
   /** Peer addresses by node id (--members), this node's included. */
   peerAddresses?: ReadonlyMap<NodeId, string>
-  /** With a transport: whether a peer can be reached now (Distro leaves out those it cannot). */
+  /**
+   * With a transport: whether this node's connection to a peer is up now. A member whose
+   * connection is down is not UP (cluster/members.ts), and owns no ephemeral clients.
+   */
   peerReachable?: (peer: NodeId) => boolean
+  /** Server heartbeats between members: the period (default 5 s). */
+  heartbeatMs?: number
   /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
   snapshotEvery?: number
   snapshotRetain?: number
@@ -49,6 +57,15 @@ export interface GraceNode {
   readonly naming: NamingService
   readonly config: ConfigService
   readonly log: RaftNode
+  /** The member table and its heartbeats; absent on a standalone node. */
+  readonly membership: Membership | undefined
+  /** What GET /v1/cluster/status answers. */
+  clusterStatus(): ClusterStatus
+  /**
+   * The node listens for clients at `clientAddress` (host:port, as clients should dial it): it is
+   * published to the other members in heartbeats, and to clients in /v1/cluster/members.
+   */
+  listening(clientAddress: string): void
   /**
    * In a cluster, once the peer transport runs: loads the ephemeral data from a peer and starts
    * Distro. Call before taking client traffic. Standalone: nothing to do.
@@ -80,20 +97,129 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   })
   const config = new ConfigService({ log, stateMachine: configState, db: opts.db, clock: opts.clock })
   // Standalone, ephemeral data lives in memory here; in a cluster, Distro replicates it.
-  const cluster = opts.transport
-    ? new EphemeralCluster({
+  let clientAddress: string | null = null
+  let ready = false
+  const raftMembers = (): NodeId[] => {
+    const m = log.status().membership
+    return [...m.voters, ...m.learners]
+  }
+  // Server heartbeats: each member tells the others its addresses, role, indexes and readiness,
+  // and this node judges each UP, SUSPICIOUS or DOWN (cluster/members.ts).
+  const membership = opts.transport
+    ? new Membership({
         self: nodeId,
         transport: opts.transport,
         clock: opts.clock,
-        random: opts.random,
         logger,
-        members: () => {
-          const m = log.status().membership
-          return [...m.voters, ...m.learners]
-        },
-        reachable: opts.peerReachable ?? (() => true),
+        ...(opts.heartbeatMs !== undefined ? { periodMs: opts.heartbeatMs } : {}),
+        // A node waiting to join has no membership yet: it heartbeats the members it knows of.
+        members: () => (log.status().membership.voters.length === 0 ? [...(opts.peerAddresses?.keys() ?? [])] : raftMembers()),
+        connected: opts.peerReachable ?? (() => true),
+        report: () => selfReport(),
       })
     : undefined
+  const cluster =
+    opts.transport && membership
+      ? new EphemeralCluster({
+          self: nodeId,
+          transport: opts.transport,
+          clock: opts.clock,
+          random: opts.random,
+          logger,
+          members: raftMembers,
+          isUp: (peer) => membership.isUp(peer),
+        })
+      : undefined
+  if (membership && cluster) {
+    membership.onChange(() => cluster.membersChanged())
+    // A dropped connection is judged at once, not at the next check (members.ts says why).
+    opts.transport!.onUnreachable(() => membership.refresh())
+  }
+  const selfReport = (): MemberReport => {
+    const s = log.status()
+    return {
+      id: nodeId,
+      clientAddress,
+      peerAddress: opts.peerAddresses?.get(nodeId) ?? null,
+      role: s.role,
+      term: s.term,
+      leaderId: s.leaderId,
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      ready,
+      distro: cluster ? { loaded: cluster.store.loaded, clients: cluster.store.size(), queuedSyncs: cluster.store.queuedSyncs() } : null,
+    }
+  }
+  const clusterStatus = (): ClusterStatus => {
+    const s = log.status()
+    const me = selfReport()
+    const addresses = log.memberAddresses()
+    const kindOf = (id: NodeId) => (s.membership.voters.includes(id) ? 'voter' : s.membership.learners.includes(id) ? 'learner' : null)
+    const members: MemberStatus[] = [
+      {
+        id: nodeId,
+        self: true,
+        kind: kindOf(nodeId),
+        state: 'UP',
+        reason: null,
+        clientAddress: me.clientAddress,
+        peerAddress: addresses[nodeId] ?? me.peerAddress,
+        lastHeartbeatAgoMs: null,
+        role: me.role,
+        term: me.term,
+        leaderId: me.leaderId,
+        commitIndex: me.commitIndex,
+        appliedIndex: me.appliedIndex,
+        ready: me.ready,
+        distro: me.distro,
+      },
+    ]
+    const seen = new Map((membership?.views() ?? []).map((v) => [v.id, v]))
+    for (const id of raftMembers()) {
+      if (id === nodeId) continue
+      const v = seen.get(id)
+      const r = v?.report ?? null
+      members.push({
+        id,
+        self: false,
+        kind: kindOf(id),
+        state: v?.state ?? 'DOWN',
+        reason: v ? v.reason : 'not tracked yet',
+        clientAddress: r?.clientAddress ?? null,
+        peerAddress: addresses[id] ?? null,
+        lastHeartbeatAgoMs: v?.lastHeardAgoMs ?? null,
+        role: r?.role ?? null,
+        term: r?.term ?? null,
+        leaderId: r?.leaderId ?? null,
+        commitIndex: r?.commitIndex ?? null,
+        appliedIndex: r?.appliedIndex ?? null,
+        ready: r?.ready ?? null,
+        distro: r?.distro ?? null,
+      })
+    }
+    return {
+      id: s.id,
+      role: s.role,
+      term: s.term,
+      leaderId: s.leaderId,
+      commitIndex: s.commitIndex,
+      appliedIndex: s.appliedIndex,
+      lastIndex: s.lastIndex,
+      membership: { voters: s.membership.voters, learners: s.membership.learners },
+      ready,
+      heartbeat: membership ? membership.thresholds() : null,
+      members,
+      distro: cluster
+        ? {
+            loaded: cluster.store.loaded,
+            clients: cluster.store.size(),
+            healthyMembers: cluster.healthyMembers(),
+            queuedSyncs: cluster.store.queuedSyncs(),
+            stats: cluster.store.stats() as unknown as Record<string, number>,
+          }
+        : null,
+    }
+  }
   const ephemeral: EphemeralStore = cluster?.store ?? new MemoryEphemeralStore()
   const proxy = new ConsistencyProxy(log, ephemeral)
   const leases = cluster ? cluster.createLeases(opts.clock) : new ClientLeases(ephemeral, opts.clock)
@@ -102,19 +228,31 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
   cluster?.attach(naming, leases)
 
-  const app = buildApp({ naming, config, clusterStatus: () => log.status(), clusterControl: log, ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({ naming, config, clusterStatus, clusterControl: log, ...(opts.logger ? { logger: opts.logger } : {}) })
   await app.ready()
   leases.start()
+  // Standalone, there is nothing to load: the node serves as soon as it is built.
+  if (!cluster) ready = true
 
   return {
     app,
     naming,
     config,
     log,
+    membership,
+    clusterStatus,
+    listening(address) {
+      clientAddress = address
+    },
     async startEphemeral() {
+      // Heartbeats first: loading waits for a peer that is UP.
+      membership?.start()
       await cluster?.start()
+      ready = true
     },
     async close() {
+      ready = false
+      membership?.stop()
       await app.close()
       cluster?.stop()
       leases.stop()

@@ -1,9 +1,18 @@
 // The AP side of a cluster node: Distro's store, who owns which client, and where ephemeral
-// changes go. Every second the healthy members are worked out again (the Raft membership, less
-// the peers this node cannot reach); a change of that set moves clients between owners, and the
-// leases follow: a client taken over gets a full timeout, a client handed over is expired by its
-// new owner. Changes of a client owned elsewhere are forwarded to its owner over the peer
-// transport (authenticated; nothing a client sends decides where a change is applied).
+// changes go. The healthy members are the Raft members this node sees UP in its member table
+// (cluster/members.ts: server heartbeats and the state of the peer connections); they are worked
+// out again whenever a member's state changes, and every second as a backstop. A change of that
+// set moves clients between owners, and the leases follow: a client taken over gets a full
+// timeout, a client handed over is expired by its new owner. Changes of a client owned elsewhere
+// are forwarded to its owner over the peer transport (authenticated; nothing a client sends
+// decides where a change is applied).
+//
+// Why UP, and not "not DOWN": a member stops being UP the moment its connection drops or a
+// heartbeat call to it fails, while DOWN takes three heartbeat periods (15 s by default). A dead
+// owner's clients must move within a second or two, not 15 s: until they do, every change
+// forwarded to it fails and its clients' beats are answered with errors. The price is that a
+// member that is merely slow for a moment (a call timing out) hands its clients over and takes
+// them back when it is heard again, which Distro handles (takeover grace, versioned merges).
 
 import { expiryAllowed } from '../ap/distro/takeover.js'
 import { DistroNode, type DistroTransport } from '../ap/node/distro-node.js'
@@ -16,7 +25,7 @@ import type { EphemeralOp, EphemeralOwners, NamingService } from '../naming/serv
 import { parseEphemeralOp } from '../naming/validate.js'
 
 const FORWARD = 'naming.ephemeral'
-/** How often the healthy members are worked out again. */
+/** How often the healthy members are worked out again without being told of a change. */
 export const MEMBERSHIP_CHECK_MS = 1_000
 const FORWARD_TIMEOUT_MS = 5_000
 /** At startup, how long to wait for a first peer connection before loading. */
@@ -30,8 +39,11 @@ export interface EphemeralClusterOptions {
   logger: Logger
   /** The cluster's members (Raft voters and learners), this node included. */
   members(): readonly NodeId[]
-  /** Whether this node can reach a peer now. */
-  reachable(peer: NodeId): boolean
+  /**
+   * Whether a peer is UP as this node sees it now (cluster/membership.ts); only UP members own
+   * clients. Call membersChanged() when the answer may have changed.
+   */
+  isUp(peer: NodeId): boolean
 }
 
 const encoder = new TextEncoder()
@@ -43,6 +55,7 @@ export class EphemeralCluster implements EphemeralOwners {
   private healthy: readonly NodeId[]
   private clusterSize = 1
   private cancelCheck: Cancel | null = null
+  private started = false
 
   constructor(private readonly opts: EphemeralClusterOptions) {
     // Nobody until the first check: the store too starts with no members, so the first check
@@ -87,14 +100,15 @@ export class EphemeralCluster implements EphemeralOwners {
     // nobody to load from and serve nothing until the next verify round.
     const peers = this.opts.members().filter((id) => id !== this.opts.self)
     const deadline = this.opts.clock.now() + PEER_WAIT_MS
-    while (peers.length > 0 && !peers.some((id) => this.opts.reachable(id)) && this.opts.clock.now() < deadline) {
+    while (peers.length > 0 && !peers.some((id) => this.opts.isUp(id)) && this.opts.clock.now() < deadline) {
       await new Promise<void>((resolve) => this.opts.clock.setTimer(50, resolve))
     }
-    // Loading, this node owns nothing: the reachable peers are the members, itself left out.
-    this.store.setMembers(peers.filter((id) => this.opts.reachable(id)))
+    // Loading, this node owns nothing: the peers that are UP are the members, itself left out.
+    this.store.setMembers(peers.filter((id) => this.opts.isUp(id)))
     const loaded = await this.store.load()
     this.opts.logger.info({ clients: this.store.size(), loaded }, loaded ? 'ephemeral data loaded from a peer' : 'no peer answered; starting with no ephemeral data')
     this.store.start()
+    this.started = true
     this.checkMembers()
     const loop = () => {
       this.checkMembers()
@@ -103,7 +117,18 @@ export class EphemeralCluster implements EphemeralOwners {
     this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
   }
 
+  /** A member's state changed: work out the healthy members now rather than at the next check. */
+  membersChanged(): void {
+    if (this.started) this.checkMembers()
+  }
+
+  /** The members that own clients now (this node included once it has loaded). */
+  healthyMembers(): readonly NodeId[] {
+    return this.healthy
+  }
+
   stop(): void {
+    this.started = false
     this.cancelCheck?.()
     this.cancelCheck = null
     this.store.stop()
@@ -130,7 +155,7 @@ export class EphemeralCluster implements EphemeralOwners {
   private checkMembers(): void {
     const members = this.opts.members()
     this.clusterSize = Math.max(1, members.length)
-    const healthy = members.filter((id) => id === this.opts.self || this.opts.reachable(id))
+    const healthy = members.filter((id) => id === this.opts.self || this.opts.isUp(id))
     if (!healthy.includes(this.opts.self)) healthy.push(this.opts.self)
     healthy.sort()
     if (healthy.length === this.healthy.length && healthy.every((id, i) => id === this.healthy[i])) return

@@ -283,7 +283,7 @@ class Simulation {
       random: () => random.float(),
       logger,
       members: () => ids,
-      reachable: (peer) => this.net.linked(node.id, peer),
+      isUp: (peer) => this.net.linked(node.id, peer),
     })
     const proxy = new ConsistencyProxy(stubLog, cluster.store)
     const leases = cluster.createLeases(this.clock)

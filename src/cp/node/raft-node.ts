@@ -262,6 +262,18 @@ export class RaftNode implements ReplicatedLog {
 
   private changeMembershipLocally(change: ConfigChange): Promise<Membership> {
     this.checkOpen()
+    if (change.op === 'addLearner' || change.op === 'setAddress') {
+      const current = this.raft.currentMembership()
+      const known = this.addressesOf(current)
+      // Asked again after an answer that was lost: nothing to change.
+      if (change.op === 'setAddress' && known.get(change.id) === change.address) return Promise.resolve(current)
+      // Two members at one address would each be dialled at the other's port.
+      for (const [id, address] of known) {
+        if (id !== change.id && address === change.address) {
+          return Promise.reject(new GraceError('MEMBERSHIP_CONFLICT', `${change.address} is the peer address of member ${id}`))
+        }
+      }
+    }
     let index: number
     try {
       index = this.raft.proposeConfigChange(change)

@@ -767,6 +767,9 @@ export function applyChange(m: Membership, change: ConfigChange): Membership {
       }
       return withAddresses({ voters: m.voters.filter((id) => id !== change.id), learners: m.learners.filter((id) => id !== change.id) }, addresses)
     }
+    case 'setAddress':
+      if (!isVoter && !isLearner) throw new RaftError('invalidChange', null, `${change.id} is not a member`)
+      return withAddresses({ voters: m.voters, learners: m.learners }, Object.assign({}, m.addresses, { [change.id]: change.address }))
   }
 }
 

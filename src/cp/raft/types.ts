@@ -29,11 +29,16 @@ export interface Membership {
   readonly addresses?: Readonly<Record<NodeId, string>>
 }
 
-/** One server at a time (thesis 4.1): add a learner, promote it, or remove a node. */
+/**
+ * One server at a time (thesis 4.1): add a learner, promote it, or remove a node; or record that a
+ * member is now reached at another address (the same voters and learners, so no quorum changes:
+ * it is a configuration entry only so that every node learns the address in log order).
+ */
 export type ConfigChange =
   | { readonly op: 'addLearner'; readonly id: NodeId; readonly address?: string }
   | { readonly op: 'promote'; readonly id: NodeId }
   | { readonly op: 'remove'; readonly id: NodeId }
+  | { readonly op: 'setAddress'; readonly id: NodeId; readonly address: string }
 
 /** What must be on disk before any message that depends on it is sent (5.1, 5.2). */
 export interface HardState {
