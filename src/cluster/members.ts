@@ -7,10 +7,11 @@
 //
 //   UP          heard from within 1.5 P (one heartbeat, with half a period of slack for timers
 //               and round trips), its connection is up, and no heartbeat call to it has failed
-//               since it was last heard.
+//               without it being heard from since that call was sent.
 //   SUSPICIOUS  not UP, but heard from within 3 P: one heartbeat missed, or a heartbeat call to it
-//               failed, or the connection to it is down. A member never heard from since this
-//               node began tracking it is SUSPICIOUS for its first 3 P.
+//               failed (refused, or unanswered for a period) and nothing came from it since the
+//               call was sent, or the connection to it is down. A member never heard from since
+//               this node began tracking it is SUSPICIOUS for its first 3 P.
 //   DOWN        nothing heard for 3 P (15 s by default, the instance heartbeat timeout users know
 //               from Nacos), or never heard from and tracked for that long.
 //
@@ -95,7 +96,7 @@ interface Entry {
   readonly trackedSince: number
   lastHeard: number | null
   report: MemberReport | null
-  /** The last failed heartbeat call to it, if any. */
+  /** When the last failed heartbeat call to it was sent, if any. */
   failedAt: number | null
   failure: string | null
   connected: boolean
@@ -150,12 +151,18 @@ export class MemberTable {
     }
   }
 
-  /** A heartbeat call to the member failed (unreachable, timed out, refused). */
-  failed(id: NodeId, reason: string, now: number): void {
+  /**
+   * A heartbeat call to the member, sent at `sentAt`, failed (unreachable, timed out, refused).
+   * It counts against the member only if nothing was heard from it since the call was sent: a
+   * member whose own heartbeat arrived meanwhile is alive, and the call was lost on the way.
+   */
+  failed(id: NodeId, reason: string, sentAt: number): void {
     const e = this.entries.get(id)
     if (!e) return
-    e.failedAt = now
-    e.failure = reason
+    if (e.failedAt === null || sentAt >= e.failedAt) {
+      e.failedAt = sentAt
+      e.failure = reason
+    }
   }
 
   /** Whether this node's connection to the member is up now (polled by the driver). */
@@ -221,7 +228,7 @@ export class MemberTable {
     }
     const age = now - e.lastHeard
     if (age >= downAfterMs) return { state: 'DOWN', reason: `nothing heard for ${Math.floor(age / periodMs)} heartbeat periods (${age} ms)` }
-    if (e.failedAt !== null && e.failedAt >= e.lastHeard) return { state: 'SUSPICIOUS', reason: `heartbeat failed: ${e.failure}` }
+    if (e.failedAt !== null && e.failedAt > e.lastHeard) return { state: 'SUSPICIOUS', reason: `heartbeat failed: ${e.failure}` }
     if (!e.connected) return { state: 'SUSPICIOUS', reason: 'not connected' }
     if (age > suspectAfterMs) return { state: 'SUSPICIOUS', reason: `no heartbeat for ${age} ms` }
     return { state: 'UP', reason: null }

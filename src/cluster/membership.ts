@@ -153,7 +153,7 @@ export class Membership {
         try {
           report = decodeReport(answer, to)
         } catch (err) {
-          this.table.failed(to, (err as Error).message, this.opts.clock.now())
+          this.table.failed(to, (err as Error).message, now)
           this.evaluate()
           return
         }
@@ -164,7 +164,7 @@ export class Membership {
         this.inFlight.delete(to)
         if (this.stopped) return
         const e = err as { code?: string; message?: string }
-        this.table.failed(to, `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`, this.opts.clock.now())
+        this.table.failed(to, `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`, now)
         this.evaluate()
       },
     )

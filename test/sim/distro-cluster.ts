@@ -32,6 +32,7 @@
 import { createHash } from 'node:crypto'
 import type { ChangeOrigin } from '../../src/ap/node/distro-node.js'
 import type { ClientRecord } from '../../src/ap/store.js'
+import { Membership } from '../../src/cluster/membership.js'
 import { EphemeralCluster } from '../../src/consistency/ephemeral-cluster.js'
 import { ConsistencyProxy } from '../../src/consistency/proxy.js'
 import { ManualClock } from '../../src/core/clock.js'
@@ -122,6 +123,7 @@ class SimNode {
   up = false
   ready = false
   cluster!: EphemeralCluster
+  membership!: Membership
   naming!: NamingService
   leases!: ClientLeases
   view!: NamingView
@@ -276,6 +278,29 @@ class Simulation {
     const logger = this.logger(node, inc)
     const random = this.rnd.fork()
     const view = new NamingView(this.clock.now() * 1000)
+    // The production member table and its heartbeats: a member is UP once heard from, and stops
+    // being UP when it is cut off (the transport's connection state is the link here) or a
+    // heartbeat to it fails.
+    const membership = new Membership({
+      self: node.id,
+      transport,
+      clock: this.clock,
+      logger,
+      members: () => ids,
+      connected: (peer) => this.net.linked(node.id, peer),
+      report: () => ({
+        id: node.id,
+        clientAddress: null,
+        peerAddress: null,
+        role: 'follower',
+        term: 0,
+        leaderId: null,
+        commitIndex: 0,
+        appliedIndex: 0,
+        ready: node.ready,
+        distro: null,
+      }),
+    })
     const cluster = new EphemeralCluster({
       self: node.id,
       transport,
@@ -283,8 +308,9 @@ class Simulation {
       random: () => random.float(),
       logger,
       members: () => ids,
-      isUp: (peer) => this.net.linked(node.id, peer),
+      isUp: (peer) => membership.isUp(peer),
     })
+    membership.onChange(() => cluster.membersChanged())
     const proxy = new ConsistencyProxy(stubLog, cluster.store)
     const leases = cluster.createLeases(this.clock)
     cluster.store.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
@@ -307,7 +333,8 @@ class Simulation {
       this.checker.onChange(node.id, clientId, prev, next, origin, version)
     })
     leases.start()
-    Object.assign(node, { cluster, naming, leases, view, up: true, ready: false })
+    membership.start()
+    Object.assign(node, { cluster, membership, naming, leases, view, up: true, ready: false })
     this.topologyChanged()
     this.trace(`${node.id}#${inc} boots`)
     cluster.start().then(
@@ -326,6 +353,7 @@ class Simulation {
     this.net.crash(node.id)
     node.up = false
     node.ready = false
+    node.membership.stop()
     node.cluster.stop()
     node.leases.stop()
     this.stats.crashes++
@@ -609,6 +637,7 @@ class Simulation {
     if (problems.length > 0) this.fail(`checker "convergence after quiescence" failed:\n  ${problems.slice(0, 12).join('\n  ')}`)
 
     for (const n of this.nodes) {
+      n.membership.stop()
       n.cluster.stop()
       n.leases.stop()
     }
