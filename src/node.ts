@@ -243,12 +243,14 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     clusterStatus,
     listening(address) {
       clientAddress = address
+      membership?.announce()
     },
     async startEphemeral() {
       // Heartbeats first: loading waits for a peer that is UP.
       membership?.start()
       await cluster?.start()
       ready = true
+      membership?.announce()
     },
     async close() {
       ready = false

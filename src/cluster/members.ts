@@ -56,6 +56,8 @@ export interface MemberThresholds {
   readonly suspectAfterMs: number
   /** Nothing heard for this long: DOWN. */
   readonly downAfterMs: number
+  /** How often the driver judges the members and sends the heartbeats that are due. */
+  readonly checkMs: number
 }
 
 export const DEFAULT_HEARTBEAT_MS = 5_000
@@ -67,7 +69,9 @@ export function thresholdsFor(periodMs: number): MemberThresholds {
   if (!(Number.isInteger(periodMs) && periodMs >= MIN_HEARTBEAT_MS && periodMs <= MAX_HEARTBEAT_MS)) {
     throw new Error(`heartbeat period must be a whole number of milliseconds in ${MIN_HEARTBEAT_MS}..${MAX_HEARTBEAT_MS}`)
   }
-  return { periodMs, suspectAfterMs: Math.round(periodMs * 1.5), downAfterMs: periodMs * 3 }
+  // Checks a quarter period apart (at most a second): a heartbeat leaves within an eighth of a
+  // period of when it is due, never a whole check late.
+  return { periodMs, suspectAfterMs: Math.round(periodMs * 1.5), downAfterMs: periodMs * 3, checkMs: Math.min(1_000, Math.floor(periodMs / 4)) }
 }
 
 /** One member as this node sees it at a moment. */
@@ -195,11 +199,15 @@ export class MemberTable {
     })
   }
 
-  /** Whether a heartbeat to the member is due: a period since the last, or sooner while it is not UP. */
+  /**
+   * Whether a heartbeat to the member is due at a check: a period since the last (give or take
+   * half a check, so that checks and timers a millisecond off do not delay it a whole check), or
+   * sooner while it is not UP.
+   */
   heartbeatDue(id: NodeId, lastSentAt: number | null, now: number): boolean {
     if (lastSentAt === null) return true
     const since = now - lastSentAt
-    if (since >= this.thresholds.periodMs) return true
+    if (since + this.thresholds.checkMs / 2 >= this.thresholds.periodMs) return true
     // A member coming back (its connection is up again) is probed at once rather than at the next
     // period, so that it is UP again within a round trip and a check, not up to a period later.
     const e = this.entries.get(id)

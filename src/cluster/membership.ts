@@ -42,10 +42,12 @@ export class Membership {
   readonly periodMs: number
   private readonly table: MemberTable
   private readonly opts: MembershipOptions
-  /** How often states are judged again and due heartbeats sent. */
+  /** How often states are judged again and due heartbeats sent (a quarter period, at most 1 s). */
   private readonly checkMs: number
   private readonly lastSent = new Map<NodeId, number>()
   private readonly inFlight = new Set<NodeId>()
+  /** Members to send another heartbeat as soon as the one in flight settles (announce()). */
+  private readonly sendAgain = new Set<NodeId>()
   private readonly listeners: MembershipListener[] = []
   private cancelTick: Cancel | null = null
   private running = false
@@ -55,13 +57,14 @@ export class Membership {
     this.opts = opts
     this.periodMs = opts.periodMs ?? DEFAULT_HEARTBEAT_MS
     this.table = new MemberTable(opts.self, thresholdsFor(this.periodMs))
-    this.checkMs = Math.min(1_000, this.periodMs)
+    this.checkMs = this.table.thresholds.checkMs
     this.table.setMembers(opts.members(), opts.clock.now())
     // Registered now, before the transport takes traffic: a peer's first heartbeat is answered.
     opts.transport.onCall(HEARTBEAT_METHOD, async (from, payload) => {
       const report = decodeReport(payload, from)
       if (!this.stopped) {
         this.table.heard(from, report, this.opts.clock.now())
+        this.table.connection(from, this.opts.connected(from))
         this.evaluate()
       }
       return encodeReport(this.opts.report())
@@ -100,6 +103,19 @@ export class Membership {
     if (!this.running) return
     this.pollConnections()
     this.evaluate()
+  }
+
+  /**
+   * Sends every member a heartbeat now rather than at its next period: this node's report
+   * changed in a way the others should know at once (it became ready, it listens for clients).
+   */
+  announce(): void {
+    if (!this.running) return
+    const now = this.opts.clock.now()
+    for (const id of this.table.members()) {
+      if (this.inFlight.has(id)) this.sendAgain.add(id)
+      else this.send(id, now)
+    }
   }
 
   isUp(peer: NodeId): boolean {
@@ -147,7 +163,7 @@ export class Membership {
     }
     this.opts.transport.call(to, HEARTBEAT_METHOD, payload, this.periodMs).then(
       (answer) => {
-        this.inFlight.delete(to)
+        this.settled(to)
         if (this.stopped) return
         let report: MemberReport
         try {
@@ -158,16 +174,26 @@ export class Membership {
           return
         }
         this.table.heard(to, report, this.opts.clock.now())
+        this.table.connection(to, this.opts.connected(to))
         this.evaluate()
       },
       (err: unknown) => {
-        this.inFlight.delete(to)
+        this.settled(to)
         if (this.stopped) return
         const e = err as { code?: string; message?: string }
         this.table.failed(to, `${e.code ?? 'ERROR'}: ${e.message ?? String(err)}`, now)
         this.evaluate()
       },
     )
+  }
+
+  /** A heartbeat call to `to` is over; one asked for meanwhile goes out now (after this turn). */
+  private settled(to: NodeId): void {
+    this.inFlight.delete(to)
+    if (!this.sendAgain.delete(to) || !this.running) return
+    queueMicrotask(() => {
+      if (this.running && !this.inFlight.has(to) && this.table.has(to)) this.send(to, this.opts.clock.now())
+    })
   }
 
   /** Logs and hands on the state changes since the last evaluation. */

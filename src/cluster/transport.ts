@@ -21,7 +21,8 @@
 //
 // Liveness. The dialer pings every pingIntervalMs; a connection that hears nothing (and drains
 // nothing) for idleTimeoutMs is closed, so a peer that vanished without a FIN is noticed in
-// seconds, not after TCP's retransmission timeout. Dials back off from 50 ms to 2 s, jittered.
+// seconds, not after TCP's retransmission timeout. Dials back off from 50 ms to 2 s, jittered;
+// a peer that dials in while its own dial waits out a backoff is dialled back at once.
 
 import net from 'node:net'
 import { LIMITS } from '../core/limits.js'
@@ -918,6 +919,15 @@ export class PeerTransport {
     }
     this.inboundByPeer.set(peer, c)
     this.logger.info({ peer, remote: c.remote }, 'peer transport: peer connected')
+    // The peer just proved it is up (it restarted, say): if our own connection to it is waiting
+    // out a backoff, dial now rather than up to backoff.maxMs later, so that Raft messages and
+    // calls reach it, and it is UP in the member table, as soon as it is back.
+    const o = this.outbound.get(peer)
+    if (o && o.state === 'backoff' && this.state === 'running') {
+      if (o.retryTimer) clearTimeout(o.retryTimer)
+      o.retryTimer = null
+      this.connect(o)
+    }
   }
 
   private receiveRaft(c: InConn, p: grace.peer.RaftMessage.$Properties): void {

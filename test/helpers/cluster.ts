@@ -23,6 +23,11 @@ export interface Cluster {
   servers: Map<string, ServerProcess>
   start(id: string): Promise<ServerProcess>
   kill(id: string): Promise<void>
+  /**
+   * Starts a stopped node on its data directory with a new peer port, as an operator moving it
+   * would; later starts of any node list it there. Answers the new peer address.
+   */
+  startMoved(id: string): Promise<{ server: ServerProcess; peerAddress: string }>
   status(id: string): Promise<{ role: string; leaderId: string | null; term: number; commitIndex: number; appliedIndex: number; membership: { voters: string[]; learners: string[] } }>
   leader(): Promise<string>
   /** Starts a new node with --join: it knows the running members and waits to be added. */
@@ -48,6 +53,14 @@ export async function cluster(t: Test, extraArgs: string[] = []): Promise<Cluste
       s.child.kill('SIGKILL')
       await s.exited
       servers.delete(id)
+    },
+    async startMoved(id) {
+      const peerAddress = `127.0.0.1:${await freePort()}`
+      members = members
+        .split(',')
+        .map((m) => (m.startsWith(`${id}=`) ? `${id}=${peerAddress}` : m))
+        .join(',')
+      return { server: await c.start(id), peerAddress }
     },
     async status(id) {
       return (await request(`${servers.get(id)!.url}/v1/cluster/status`, 'GET')).body

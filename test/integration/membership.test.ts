@@ -13,6 +13,7 @@ interface Members {
   voters: string[]
   learners: string[]
   addresses: Record<string, string>
+  members: { id: string; state: string; kind: string | null; clientAddress: string | null }[]
 }
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
@@ -87,12 +88,18 @@ t.test('membership requests that do not fit are refused with a code and change n
 
   const cases: [string, string, unknown, number, string][] = [
     ['POST', '/v1/cluster/members', { id: 'n2', address: '127.0.0.1:1' }, 409, 'MEMBERSHIP_CONFLICT'],
+    ['POST', '/v1/cluster/members', { id: 'n9', address: before.addresses.n2! }, 409, 'MEMBERSHIP_CONFLICT'],
     ['POST', '/v1/cluster/members', { id: 'bad id', address: '127.0.0.1:1' }, 400, 'INVALID_ARGUMENT'],
     ['POST', '/v1/cluster/members', { id: 'n9' }, 400, 'INVALID_ARGUMENT'],
     ['POST', '/v1/cluster/members', { id: 'n9', address: 'nowhere' }, 400, 'INVALID_ARGUMENT'],
     ['POST', '/v1/cluster/members', { id: 'n9', address: '127.0.0.1:70000' }, 400, 'INVALID_ARGUMENT'],
     ['DELETE', '/v1/cluster/members?id=n9', undefined, 409, 'MEMBERSHIP_CONFLICT'],
     ['DELETE', '/v1/cluster/members', undefined, 400, 'INVALID_ARGUMENT'],
+    ['DELETE', '/v1/cluster/members/n9', undefined, 409, 'MEMBERSHIP_CONFLICT'],
+    ['DELETE', '/v1/cluster/members/bad%20id', undefined, 400, 'INVALID_ARGUMENT'],
+    ['PUT', '/v1/cluster/members/n9', { address: '127.0.0.1:1' }, 409, 'MEMBERSHIP_CONFLICT'],
+    ['PUT', '/v1/cluster/members/n2', { address: '127.0.0.1:70000' }, 400, 'INVALID_ARGUMENT'],
+    ['PUT', '/v1/cluster/members/n2', { address: before.addresses.n3! }, 409, 'MEMBERSHIP_CONFLICT'],
     ['POST', '/v1/cluster/leader', { id: 'n9' }, 409, 'MEMBERSHIP_CONFLICT'],
     ['POST', '/v1/cluster/leader', {}, 400, 'INVALID_ARGUMENT'],
   ]
@@ -101,7 +108,10 @@ t.test('membership requests that do not fit are refused with a code and change n
     t.equal(res.status, status, `${method} ${path} ${JSON.stringify(body)}`)
     t.equal(res.body.code, code)
   }
-  t.same((await request(`${url}/v1/cluster/members`, 'GET')).body, before, 'the membership is unchanged')
+  const again = await request(`${url}/v1/cluster/members`, 'POST', { id: 'n2', address: '127.0.0.1:1' })
+  t.match(again.body.message, /n2 is already a member; to change its peer address, PUT \/v1\/cluster\/members\/n2/, 'adding a member again points to the address change')
+  const after = (await request(`${url}/v1/cluster/members`, 'GET')).body as Members
+  t.same({ voters: after.voters, learners: after.learners, addresses: after.addresses }, { voters: before.voters, learners: before.learners, addresses: before.addresses }, 'the membership is unchanged')
 })
 
 t.test('a standalone node has no membership to change', async (t) => {
@@ -115,5 +125,15 @@ t.test('a standalone node has no membership to change', async (t) => {
   const res = await request(`${server.url}/v1/cluster/members`, 'POST', { id: 'n2', address: '127.0.0.1:9999' })
   t.equal(res.status, 409)
   t.equal(res.body.code, 'MEMBERSHIP_CONFLICT')
-  t.same((await request(`${server.url}/v1/cluster/members`, 'GET')).body, { voters: ['n1'], learners: [], addresses: {} })
+  const port = new URL(server.url).port
+  t.same((await request(`${server.url}/v1/cluster/members`, 'GET')).body, {
+    voters: ['n1'],
+    learners: [],
+    addresses: {},
+    members: [{ id: 'n1', self: true, kind: 'voter', state: 'UP', clientAddress: `127.0.0.1:${port}`, peerAddress: null, lastHeartbeatAgoMs: null, ready: true }],
+  })
+  t.equal((await request(`${server.url}/v1/cluster/members/n1`, 'PUT', { address: '127.0.0.1:9999' })).body.code, 'MEMBERSHIP_CONFLICT')
+  t.equal((await request(`${server.url}/v1/cluster/members/n1`, 'DELETE')).body.code, 'MEMBERSHIP_CONFLICT')
+  const status = (await request(`${server.url}/v1/cluster/status`, 'GET')).body
+  t.match(status, { id: 'n1', role: 'leader', ready: true, heartbeat: null, distro: null, members: [{ id: 'n1', self: true, state: 'UP', role: 'leader', clientAddress: `127.0.0.1:${port}` }] })
 })

@@ -49,7 +49,7 @@ export interface ClusterStatus {
   /** This node serves clients: started, ephemeral data loaded, not shutting down. */
   readonly ready: boolean
   /** The server heartbeat's period and thresholds; null on a standalone node. */
-  readonly heartbeat: { readonly periodMs: number; readonly suspectAfterMs: number; readonly downAfterMs: number } | null
+  readonly heartbeat: { readonly periodMs: number; readonly suspectAfterMs: number; readonly downAfterMs: number; readonly checkMs: number } | null
   /** Every member, this node first. */
   readonly members: readonly MemberStatus[]
   /** This node's Distro replica and its sync state; null on a standalone node. */

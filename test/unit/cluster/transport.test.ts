@@ -280,6 +280,22 @@ t.test('a peer that restarts is reconnected to, and messages flow again', async 
   t.equal(Buffer.from(await a.transport.call('b', 'echo', Buffer.from('back'), 2000)).toString(), 'back')
 })
 
+t.test('a peer that comes back and dials in is dialled back at once, not after the backoff', async (t) => {
+  const slow = { backoff: { initialMs: 5_000, maxMs: 5_000 } }
+  const a = await startNode(t, 'a', slow)
+  let b = await startNode(t, 'b', slow)
+  mesh([a, b])
+  await waitFor('connected', () => a.transport.isConnected('b') && b.transport.isConnected('a'))
+  const port = b.transport.port
+  await b.transport.close()
+  await waitFor('a notices', () => !a.transport.isConnected('b'))
+  // a's next dial to b is about 5 s away; b comes back and dials a.
+  b = await startNode(t, 'b', { ...slow, listen: { host: '127.0.0.1', port }, peers: { a: `127.0.0.1:${a.transport.port}` } })
+  const back = Date.now()
+  await waitFor('a dials b back', () => a.transport.isConnected('b'), 2_000)
+  t.ok(Date.now() - back < 2_000, `a reconnected ${Date.now() - back} ms after b came back`)
+})
+
 t.test('a wrong secret is refused on both sides', async (t) => {
   const a = await startNode(t, 'a')
   const b = await startNode(t, 'b', { secret: OTHER_SECRET })

@@ -6,12 +6,14 @@ import { join } from 'node:path'
 import t from 'tap'
 
 const ROOT = join(import.meta.dirname, '..', '..', '..', '..')
-const PURE_CORES = ['src/cp/raft', 'src/ap/distro']
+// Folders, or single files (the member table's decisions, driven by cluster/membership.ts).
+const PURE_CORES = ['src/cp/raft', 'src/ap/distro', 'src/cluster/members.ts']
 const FORBIDDEN = /^(node:.*|fs|fs\/promises|net|dgram|http|https|http2|tls|child_process|worker_threads|cluster|os|level|classic-level|abstract-level|fastify|pino)$/
 
 function sourceFiles(dir: string): string[] {
   let names: string[]
   try {
+    if (statSync(dir).isFile()) return [dir]
     names = readdirSync(dir)
   } catch {
     return []
