@@ -24,7 +24,7 @@ export const ERROR_CODES = {
   SERVICE_ALREADY_EXISTS: { status: 409, summary: 'A service with that name already exists.' },
   SERVICE_NOT_EMPTY: { status: 409, summary: 'The service still has instances.' },
   CAS_MISMATCH: { status: 409, summary: 'The config md5 is not the casMd5 the request expected.' },
-  MEMBERSHIP_CONFLICT: { status: 409, summary: 'The membership change does not fit the cluster: the node is already (or not) a member, it is the last voter, or the node runs standalone.' },
+  MEMBERSHIP_CONFLICT: { status: 409, summary: 'The membership change does not fit the cluster: the node is already (or not) a member, it is the last voter, the peer address is that of another member, or the node runs standalone.' },
   // 408: the request did not arrive in time.
   REQUEST_TIMEOUT: { status: 408, summary: 'The request headers or body took longer than the server waits; the connection is closed.' },
   // 413, 415, 431: the body or headers themselves.

@@ -6,9 +6,12 @@
 // address is changed through the log (PUT /v1/cluster/members/{id}). The heartbeat period is 1 s
 // here (DOWN after 3 s) to keep the test short; the thresholds scale with it (unit tests).
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { type Cluster, cluster } from '../helpers/cluster.js'
-import { request } from '../helpers/process.js'
+import { type ServerProcess, request, startServer } from '../helpers/process.js'
 
 const PERIOD_MS = 1_000
 
@@ -227,4 +230,26 @@ t.test('a node restarted at another peer address keeps its id and data once its 
   const s3 = await c.status(mover)
   t.equal(s3.role, 'follower')
   t.same([...s3.membership.voters].sort(), ['n1', 'n2', 'n3'], `${mover} keeps its identity: the same voter`)
+})
+
+t.test('settings from a config file, overridden by flags; a bad file stops the server with a clear error', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-config-'))
+  const servers: ServerProcess[] = []
+  t.teardown(async () => {
+    for (const s of servers) s.child.kill('SIGKILL')
+    await Promise.all(servers.map((s) => s.exited))
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const file = join(dir, 'grace.json')
+  writeFileSync(file, JSON.stringify({ 'node-id': 'alpha', port: 1, 'client-address': 'grace.example:8848', 'log-level': 'info' }), { mode: 0o600 })
+  // startServer passes --port 0, which overrides the file's port.
+  const server = await startServer(join(dir, 'data'), ['--config', file])
+  servers.push(server)
+  const status = (await request(`${server.url}/v1/cluster/status`, 'GET')).body
+  t.match(status, { id: 'alpha', members: [{ id: 'alpha', clientAddress: 'grace.example:8848' }] })
+
+  writeFileSync(file, JSON.stringify({ 'node-id': 'alpha', prot: 8848 }))
+  await t.rejects(startServer(join(dir, 'data2'), ['--config', file]), /unknown setting "prot"/)
+  writeFileSync(file, '{"members": {"a": "127.0.0.1:1", "b": "127.0.0.1:2"}, "node-id": "a"}')
+  await t.rejects(startServer(join(dir, 'data3'), ['--config', file]), /a cluster needs --cluster-secret/, 'no default secret, from a file either')
 })
