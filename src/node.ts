@@ -47,6 +47,11 @@ export interface GraceNodeOptions {
   peerReachable?: (peer: NodeId) => boolean
   /** Server heartbeats between members: the period (default 5 s). */
   heartbeatMs?: number
+  /**
+   * The cluster secret: requests that change the cluster (membership, leadership) must carry it
+   * as `Authorization: Bearer <secret>`. Absent on a standalone node, which has no cluster to change.
+   */
+  adminSecret?: string
   /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
   snapshotEvery?: number
   snapshotRetain?: number
@@ -228,7 +233,14 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
   cluster?.attach(naming, leases)
 
-  const app = buildApp({ naming, config, clusterStatus, clusterControl: log, ...(opts.logger ? { logger: opts.logger } : {}) })
+  const app = buildApp({
+    naming,
+    config,
+    clusterStatus,
+    clusterControl: log,
+    ...(opts.adminSecret !== undefined ? { adminSecret: opts.adminSecret } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  })
   await app.ready()
   leases.start()
   // Standalone, there is nothing to load: the node serves as soon as it is built.

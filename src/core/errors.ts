@@ -13,6 +13,8 @@ export const ERROR_CODES = {
   INVALID_METADATA: { status: 400, summary: 'The metadata is not a map of strings, or is over 16 KiB.' },
   NOT_EPHEMERAL: { status: 400, summary: 'A heartbeat was sent for a persistent instance; the server checks those itself.' },
   MALFORMED_HTTP: { status: 400, summary: 'The request is not valid HTTP/1.1 (its request line, a header or the chunked body); the connection is closed.' },
+  // 401: who is asking is not known.
+  UNAUTHENTICATED: { status: 401, summary: 'A request that changes the cluster (its members or leader) did not carry the cluster secret as Authorization: Bearer <secret>.' },
   // 404: the thing named does not exist.
   NOT_FOUND: { status: 404, summary: 'No such route.' },
   SERVICE_NOT_FOUND: { status: 404, summary: 'The service does not exist.' },

@@ -9,6 +9,8 @@ import type { Test } from 'tap'
 import { type ServerProcess, request, startServer } from '../helpers/process.js'
 
 export const SECRET = 'test-cluster-secret-0123456789'
+/** The header that requests changing the cluster (membership, leadership) must carry. */
+export const ADMIN = { authorization: `Bearer ${SECRET}` }
 
 export async function freePort(): Promise<number> {
   const s = createServer()

@@ -54,10 +54,11 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
 }
 
 /** fetch with a JSON body; answers the status and the parsed JSON body. */
-export async function request(url: string, method: string, body?: unknown): Promise<{ status: number; body: any }> {
+export async function request(url: string, method: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
   const res = await fetch(url, {
     method,
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
+    headers: body !== undefined ? { 'content-type': 'application/json', ...headers } : headers,
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   })
   const text = await res.text()
   return { status: res.status, body: text === '' ? undefined : JSON.parse(text) }

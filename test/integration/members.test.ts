@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { type Cluster, cluster } from '../helpers/cluster.js'
+import { ADMIN, type Cluster, cluster } from '../helpers/cluster.js'
 import { type ServerProcess, request, startServer } from '../helpers/process.js'
 
 const PERIOD_MS = 1_000
@@ -165,7 +165,7 @@ t.test('members are published with their state; a killed node is SUSPICIOUS, the
   })
 
   // Removed through the path form of DELETE (sent to the other follower): gone from every list.
-  const removed = await request(`${url(c, watchers.find((id) => id !== leader)!)}/v1/cluster/members/${victim}`, 'DELETE')
+  const removed = await request(`${url(c, watchers.find((id) => id !== leader)!)}/v1/cluster/members/${victim}`, 'DELETE', undefined, ADMIN)
   t.equal(removed.status, 200, JSON.stringify(removed.body))
   t.notOk((removed.body as Members).voters.includes(victim))
   await eventually(`${victim} to leave every list`, async () => {
@@ -206,17 +206,17 @@ t.test('a node restarted at another peer address keeps its id and data once its 
     ['/v1/cluster/members/bad%20id', { address: peerAddress }, 400, 'INVALID_ARGUMENT'],
   ]
   for (const [path, body, status, code] of bad) {
-    const res = await request(`${url(c, other)}${path}`, 'PUT', body)
+    const res = await request(`${url(c, other)}${path}`, 'PUT', body, ADMIN)
     t.equal(res.status, status, `PUT ${path} ${JSON.stringify(body)}`)
     t.equal(res.body.code, code)
   }
 
   // The address changes through the log (sent to any node); everyone redials n3 there.
-  const changed = await request(`${url(c, other)}/v1/cluster/members/${mover}`, 'PUT', { address: peerAddress })
+  const changed = await request(`${url(c, other)}/v1/cluster/members/${mover}`, 'PUT', { address: peerAddress }, ADMIN)
   t.equal(changed.status, 200, JSON.stringify(changed.body))
   t.equal((changed.body as Members).addresses[mover], peerAddress)
   t.same([...(changed.body as Members).voters].sort(), ['n1', 'n2', 'n3'], 'still a voter: same id, same vote')
-  const again = await request(`${url(c, leader)}/v1/cluster/members/${mover}`, 'PUT', { address: peerAddress })
+  const again = await request(`${url(c, leader)}/v1/cluster/members/${mover}`, 'PUT', { address: peerAddress }, ADMIN)
   t.equal(again.status, 200, 'asking again is harmless')
   await allUp(c, c.ids)
   for (const via of c.ids) t.equal((await members(c, via)).addresses[mover], peerAddress, `${via} knows ${mover}'s new address`)

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { cluster } from '../helpers/cluster.js'
+import { ADMIN, SECRET, cluster } from '../helpers/cluster.js'
 import { request, startServer } from '../helpers/process.js'
 
 interface Members {
@@ -44,7 +44,7 @@ t.test('a node joins, is promoted once caught up, takes the leadership; another 
   t.same((await c.status('n4')).membership, { voters: [], learners: [] })
 
   // Added through a follower: the change is forwarded to the leader.
-  const added = await request(`${url(follower)}/v1/cluster/members`, 'POST', { id: 'n4', address: peerAddress })
+  const added = await request(`${url(follower)}/v1/cluster/members`, 'POST', { id: 'n4', address: peerAddress }, ADMIN)
   t.equal(added.status, 200, JSON.stringify(added.body))
   t.ok((added.body as Members).learners.includes('n4') || (added.body as Members).voters.includes('n4'), 'n4 is a member')
   t.equal((added.body as Members).addresses.n4, peerAddress, 'its peer address travels with the membership')
@@ -64,13 +64,13 @@ t.test('a node joins, is promoted once caught up, takes the leadership; another 
   t.equal((await c.status('n4')).role, 'follower')
 
   // Leadership moves to the new node on request, sent to any node.
-  const moved = await request(`${url(follower)}/v1/cluster/leader`, 'POST', { id: 'n4' })
+  const moved = await request(`${url(follower)}/v1/cluster/leader`, 'POST', { id: 'n4' }, ADMIN)
   t.equal(moved.status, 200, JSON.stringify(moved.body))
   t.same(moved.body, { leaderId: 'n4' })
   t.equal((await c.status('n4')).role, 'leader')
 
   // The old leader is removed: the cluster goes on with three voters and keeps taking writes.
-  const removed = await request(`${url('n4')}/v1/cluster/members?id=${leader}`, 'DELETE')
+  const removed = await request(`${url('n4')}/v1/cluster/members?id=${leader}`, 'DELETE', undefined, ADMIN)
   t.equal(removed.status, 200, JSON.stringify(removed.body))
   t.notOk((removed.body as Members).voters.includes(leader))
   t.notOk(leader in (removed.body as Members).addresses)
@@ -104,11 +104,17 @@ t.test('membership requests that do not fit are refused with a code and change n
     ['POST', '/v1/cluster/leader', {}, 400, 'INVALID_ARGUMENT'],
   ]
   for (const [method, path, body, status, code] of cases) {
-    const res = await request(`${url}${path}`, method, body)
+    const res = await request(`${url}${path}`, method, body, ADMIN)
     t.equal(res.status, status, `${method} ${path} ${JSON.stringify(body)}`)
     t.equal(res.body.code, code)
+    // Without the cluster secret, or with another, nothing is even checked: 401.
+    const wrong: Record<string, string>[] = [{}, { authorization: 'Bearer not-the-secret-0123456789' }, { authorization: SECRET }]
+    for (const headers of wrong) {
+      const refused = await request(`${url}${path}`, method, body, headers)
+      t.same([refused.status, refused.body.code], [401, 'UNAUTHENTICATED'], `${method} ${path} with ${JSON.stringify(headers)}`)
+    }
   }
-  const again = await request(`${url}/v1/cluster/members`, 'POST', { id: 'n2', address: '127.0.0.1:1' })
+  const again = await request(`${url}/v1/cluster/members`, 'POST', { id: 'n2', address: '127.0.0.1:1' }, ADMIN)
   t.match(again.body.message, /n2 is already a member; to change its peer address, PUT \/v1\/cluster\/members\/n2/, 'adding a member again points to the address change')
   const after = (await request(`${url}/v1/cluster/members`, 'GET')).body as Members
   t.same({ voters: after.voters, learners: after.learners, addresses: after.addresses }, { voters: before.voters, learners: before.learners, addresses: before.addresses }, 'the membership is unchanged')

@@ -4,7 +4,8 @@
 // operators, scripts and client libraries choosing a server. Any node answers; changes are
 // carried out by the leader, through the Raft log.
 
-import type { FastifyInstance } from 'fastify'
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { fail } from '../../core/errors.js'
 import { asFields, nodeId } from '../../core/validate.js'
 import { parsePeerAddress } from '../../cluster/transport.js'
@@ -75,6 +76,8 @@ export interface ClusterRouteDeps {
   clusterStatus(): ClusterStatus
   /** Absent in tests of other routes. */
   clusterControl?: ClusterControl
+  /** The cluster secret, which requests that change the cluster must carry; absent standalone. */
+  adminSecret?: string
 }
 
 const JSON_TYPE = 'application/json; charset=utf-8'
@@ -103,7 +106,26 @@ function peerAddress(value: unknown, what: string): string {
   return value
 }
 
+/**
+ * Whether a request carries the cluster secret as `Authorization: Bearer <secret>`, compared in
+ * constant time. The client port is open to every client of the registry; adding, moving or
+ * removing a member, or moving the leadership, must take what the peers themselves need.
+ */
+export function carriesSecret(header: string | undefined, secret: string): boolean {
+  const m = header === undefined ? null : /^Bearer (.+)$/.exec(header)
+  if (m === null) return false
+  const given = createHash('sha256').update(m[1]!).digest()
+  const expected = createHash('sha256').update(secret).digest()
+  return timingSafeEqual(given, expected)
+}
+
 export function registerClusterRoutes(app: FastifyInstance, deps: ClusterRouteDeps): void {
+  const admin = (request: FastifyRequest): ClusterControl => {
+    if (deps.adminSecret !== undefined && !carriesSecret(request.headers.authorization, deps.adminSecret)) {
+      fail('UNAUTHENTICATED', 'changing the cluster takes the cluster secret: send Authorization: Bearer <secret>')
+    }
+    return control()
+  }
   const control = (): ClusterControl => deps.clusterControl ?? fail('MEMBERSHIP_CONFLICT', 'this node cannot change its cluster')
   // voters, learners and addresses are the answer's original fields; `members` came later.
   const answer = (m: { voters: readonly NodeId[]; learners: readonly NodeId[] }) => ({
@@ -122,6 +144,7 @@ export function registerClusterRoutes(app: FastifyInstance, deps: ClusterRouteDe
   // a member is refused (409): moving a member is PUT /v1/cluster/members/{id}, so that a typo
   // in an id cannot redirect a live member's traffic.
   app.post('/v1/cluster/members', async (request, reply) => {
+    const ctl = admin(request)
     const body = asFields(request.body)
     const id = nodeId(body.id, 'id')
     const address = peerAddress(body.address, "the new node's")
@@ -129,7 +152,7 @@ export function registerClusterRoutes(app: FastifyInstance, deps: ClusterRouteDe
     if (voters.includes(id) || learners.includes(id)) {
       fail('MEMBERSHIP_CONFLICT', `${id} is already a member; to change its peer address, PUT /v1/cluster/members/${id}`)
     }
-    const membership = await control().changeMembership({ op: 'addLearner', id, address })
+    const membership = await ctl.changeMembership({ op: 'addLearner', id, address })
     return reply.type(JSON_TYPE).send(JSON.stringify(answer(membership)))
   })
 
@@ -137,28 +160,32 @@ export function registerClusterRoutes(app: FastifyInstance, deps: ClusterRouteDe
   // directory): the address changes through the Raft log, and every node redials it there. Its
   // id, its data and its vote stay what they were.
   app.put<{ Params: { id: string } }>('/v1/cluster/members/:id', async (request, reply) => {
+    const ctl = admin(request)
     const id = nodeId(request.params.id, 'id')
     const address = peerAddress(asFields(request.body).address, "the member's new")
-    const membership = await control().changeMembership({ op: 'setAddress', id, address })
+    const membership = await ctl.changeMembership({ op: 'setAddress', id, address })
     return reply.type(JSON_TYPE).send(JSON.stringify(answer(membership)))
   })
 
-  const remove = async (id: NodeId) => answer(await control().changeMembership({ op: 'remove', id }))
+  const remove = async (ctl: ClusterControl, id: NodeId) => answer(await ctl.changeMembership({ op: 'remove', id }))
 
   app.delete<{ Params: { id: string } }>('/v1/cluster/members/:id', async (request, reply) => {
+    const ctl = admin(request)
     const id = nodeId(request.params.id, 'id')
-    return reply.type(JSON_TYPE).send(JSON.stringify(await remove(id)))
+    return reply.type(JSON_TYPE).send(JSON.stringify(await remove(ctl, id)))
   })
 
   // The first form of removal, kept for scripts written against it.
   app.delete('/v1/cluster/members', async (request, reply) => {
+    const ctl = admin(request)
     const id = nodeId(asFields(request.query, 'query').id, 'id')
-    return reply.type(JSON_TYPE).send(JSON.stringify(await remove(id)))
+    return reply.type(JSON_TYPE).send(JSON.stringify(await remove(ctl, id)))
   })
 
   app.post('/v1/cluster/leader', async (request, reply) => {
+    const ctl = admin(request)
     const id = nodeId(asFields(request.body).id, 'id')
-    const leaderId = await control().transferLeadership(id)
+    const leaderId = await ctl.transferLeadership(id)
     return reply.type(JSON_TYPE).send(JSON.stringify({ leaderId }))
   })
 }
