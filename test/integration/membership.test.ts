@@ -26,8 +26,10 @@ async function eventually<T>(what: string, probe: () => Promise<T | undefined>, 
   }
 }
 
-t.test('a node joins, is promoted once caught up, takes the leadership; another is removed', async (t) => {
-  const c = await cluster(t)
+t.test('a node joins (by a snapshot), is promoted once caught up, takes the leadership; another is removed', async (t) => {
+  // The log is compacted every 10 entries, so the 20 writes below are gone from it by the time
+  // n4 joins: it must be sent a snapshot.
+  const c = await cluster(t, ['--snapshot-every', '10', '--snapshot-retain', '2'])
   const url = (id: string) => c.servers.get(id)!.url
   const leader = await c.leader()
   const follower = c.ids.find((id) => id !== leader)!
@@ -62,6 +64,9 @@ t.test('a node joins, is promoted once caught up, takes the leadership; another 
   t.equal((await request(`${url('n4')}/v1/ns/instances?service=before`, 'GET')).body.instances.length, 20)
   t.equal((await request(`${url('n4')}/v1/ns/instances?service=after`, 'GET')).body.instances.length, 1)
   t.equal((await c.status('n4')).role, 'follower')
+  // Log lines reach us in buffered chunks: wait for the one that says how n4 caught up.
+  const installed = await eventually('n4 to log a snapshot install', async () => (c.servers.get('n4')!.logs.some((l) => l.msg === 'snapshot installed') ? true : undefined)).catch(() => false)
+  t.ok(installed, 'n4 caught up from a snapshot, not the log alone')
 
   // Leadership moves to the new node on request, sent to any node.
   const moved = await request(`${url(follower)}/v1/cluster/leader`, 'POST', { id: 'n4' }, ADMIN)
