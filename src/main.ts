@@ -57,6 +57,7 @@ export async function main(argv: string[]): Promise<void> {
     heartbeatMs: settings.memberHeartbeatMs,
     snapshotEvery: settings.snapshotEvery,
     snapshotRetain: settings.snapshotRetain,
+    health: settings.health,
     ...(transport ? { transport, adminSecret: settings.clusterSecret! } : {}),
   })
   // Handlers are registered by now (RaftNode.open); only then take peer traffic.

@@ -19,7 +19,11 @@ import { RaftNode, type RaftTransport } from './cp/node/raft-node.js'
 import type { NodeId } from './cp/raft/types.js'
 import { buildApp } from './http/app.js'
 import type { ClusterStatus, MemberStatus } from './http/routes/cluster.js'
+import { HealthProber, type ProbeFn } from './naming/health-prober.js'
+import { HEALTH_DEFAULTS, type HealthSettings } from './naming/health-settings.js'
 import { ClientLeases } from './naming/leases.js'
+import { instanceIdOf } from './naming/model.js'
+import { probe as networkProbe } from './naming/probe-io.js'
 import { NamingService } from './naming/service.js'
 import { NamingStateMachine } from './naming/state-machine.js'
 import { NamingView } from './naming/view.js'
@@ -55,7 +59,14 @@ export interface GraceNodeOptions {
   /** Log compaction: every so many applied entries, keeping a tail of retained ones. */
   snapshotEvery?: number
   snapshotRetain?: number
+  /** Probe concurrency and self-preservation. Default HEALTH_DEFAULTS. */
+  health?: HealthSettings
+  /** The health probe (TCP and HTTP over the network by default; tests may pass their own). */
+  probe?: ProbeFn
 }
+
+/** How often services left empty are looked at (they go EMPTY_SERVICE_TTL_MS after emptying). */
+const EMPTY_SWEEP_MS = 5_000
 
 export interface GraceNode {
   readonly app: FastifyInstance
@@ -71,6 +82,9 @@ export interface GraceNode {
    * published to the other members in heartbeats, and to clients in /v1/cluster/members.
    */
   listening(clientAddress: string): void
+  /** Ephemeral leases (beats, expiry, self-preservation) and the probes of persistent instances. */
+  readonly leases: ClientLeases
+  readonly prober: HealthProber
   /**
    * In a cluster, once the peer transport runs: loads the ephemeral data from a peer and starts
    * Distro. Call before taking client traffic. Standalone: nothing to do.
@@ -82,7 +96,8 @@ export interface GraceNode {
 
 export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode> {
   const logger: Logger = opts.logger ?? silentLogger
-  const view = new NamingView(opts.clock.now() * 1000)
+  const view = new NamingView(opts.clock.now() * 1000, () => opts.clock.now())
+  const health = opts.health ?? HEALTH_DEFAULTS
   const configState = new ConfigStateMachine({ db: opts.db, logger })
   const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view), config: configState })
   const nodeId = opts.nodeId ?? 'n1'
@@ -223,6 +238,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
             stats: cluster.store.stats() as unknown as Record<string, number>,
           }
         : null,
+      // Declared below; this runs only once requests come.
+      health: { selfPreservation: leases.selfPreservation(), probes: prober.status() },
     }
   }
   const ephemeral: EphemeralStore = cluster?.store ?? new MemoryEphemeralStore()
@@ -230,8 +247,24 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const leases = cluster ? cluster.createLeases(opts.clock) : new ClientLeases(ephemeral, opts.clock)
   // Ephemeral instances reach the view through the AP store, whoever wrote them.
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+  leases.configure({ selfPreservation: health.selfPreservation, logger })
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
   cluster?.attach(naming, leases)
+  // Persistent instances are probed by the Raft leader (health-prober.ts says why).
+  const prober = new HealthProber({
+    clock: opts.clock,
+    random: opts.random,
+    probe: opts.probe ?? networkProbe,
+    source: {
+      durableRevision: () => view.durableRevision(),
+      probeTargets: () => view.probeTargets(),
+      current: (t) => view.get(t.instance)?.persistent.get(instanceIdOf(t.instance)),
+    },
+    isProber: () => log.status().role === 'leader',
+    write: (instance, healthy) => naming.writeProbeVerdict(instance, healthy),
+    concurrency: health.probeConcurrency,
+    logger,
+  })
 
   const app = buildApp({
     naming,
@@ -245,6 +278,11 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   leases.start()
   // Standalone, there is nothing to load: the node serves as soon as it is built.
   if (!cluster) ready = true
+  prober.start()
+  let cancelEmptySweep = opts.clock.setTimer(EMPTY_SWEEP_MS, function sweepEmpty() {
+    view.sweepEmpty(opts.clock.now())
+    cancelEmptySweep = opts.clock.setTimer(EMPTY_SWEEP_MS, sweepEmpty)
+  })
 
   return {
     app,
@@ -257,6 +295,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
       clientAddress = address
       membership?.announce()
     },
+    leases,
+    prober,
     async startEphemeral() {
       // Heartbeats first: loading waits for a peer that is UP.
       membership?.start()
@@ -269,6 +309,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
       membership?.stop()
       await app.close()
       cluster?.stop()
+      prober.stop()
+      cancelEmptySweep()
       leases.stop()
       await log.close()
       config.close()

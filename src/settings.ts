@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util'
 import { DEFAULT_HEARTBEAT_MS, MAX_HEARTBEAT_MS, MIN_HEARTBEAT_MS } from './cluster/members.js'
 import { parsePeerAddress } from './cluster/transport.js'
 import { NODE_ID_PATTERN } from './core/validate.js'
+import { HEALTH_USAGE, type HealthSettings, readHealthSettings } from './naming/health-settings.js'
 
 export const USAGE = `grace: a service registry and configuration center
 
@@ -35,6 +36,7 @@ Usage: grace [options]
                      (GRACE_MEMBER_HEARTBEAT_MS, default ${DEFAULT_HEARTBEAT_MS})
   --snapshot-every N compact the Raft log every N applied entries (GRACE_SNAPSHOT_EVERY, default 10000)
   --snapshot-retain N entries kept behind the compaction point   (GRACE_SNAPSHOT_RETAIN, default 5000)
+${HEALTH_USAGE}
   --help             this text`
 
 export interface ServerSettings {
@@ -53,6 +55,8 @@ export interface ServerSettings {
   memberHeartbeatMs: number
   snapshotEvery: number
   snapshotRetain: number
+  /** Health probes and self-preservation. */
+  health: HealthSettings
   /** The config file read, if any, and whether others than its owner can read it. */
   configFile: { path: string; readableByOthers: boolean } | undefined
 }
@@ -71,7 +75,11 @@ const SETTINGS = {
   'member-heartbeat-ms': { env: 'GRACE_MEMBER_HEARTBEAT_MS', type: 'integer' },
   'snapshot-every': { env: 'GRACE_SNAPSHOT_EVERY', type: 'integer' },
   'snapshot-retain': { env: 'GRACE_SNAPSHOT_RETAIN', type: 'integer' },
-} as const satisfies Record<string, { env: string; type: 'string' | 'integer' | 'boolean' | 'members' }>
+  'probe-concurrency': { env: 'GRACE_PROBE_CONCURRENCY', type: 'integer' },
+  'self-preservation-share': { env: 'GRACE_SELF_PRESERVATION_SHARE', type: 'number' },
+  'self-preservation-window-ms': { env: 'GRACE_SELF_PRESERVATION_WINDOW_MS', type: 'integer' },
+  'self-preservation-min-clients': { env: 'GRACE_SELF_PRESERVATION_MIN_CLIENTS', type: 'integer' },
+} as const satisfies Record<string, { env: string; type: 'string' | 'integer' | 'number' | 'boolean' | 'members' }>
 
 type Key = keyof typeof SETTINGS
 /** Every value as the flags give it: a string, or a boolean for --join. */
@@ -152,6 +160,10 @@ export function readConfigFile(path: string, files: SettingsFiles = realFiles): 
         if (typeof value !== 'number' || !Number.isInteger(value)) throw bad('a whole number')
         out[k] = String(value)
         break
+      case 'number':
+        if (typeof value !== 'number' || !Number.isFinite(value)) throw bad('a number')
+        out[k] = String(value)
+        break
       case 'boolean':
         if (typeof value !== 'boolean') throw bad('true or false')
         out[k] = value
@@ -188,6 +200,10 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv, files: Sett
       'member-heartbeat-ms': { type: 'string' },
       'snapshot-every': { type: 'string' },
       'snapshot-retain': { type: 'string' },
+      'probe-concurrency': { type: 'string' },
+      'self-preservation-share': { type: 'string' },
+      'self-preservation-window-ms': { type: 'string' },
+      'self-preservation-min-clients': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -258,6 +274,13 @@ export function readSettings(argv: string[], env: NodeJS.ProcessEnv, files: Sett
     memberHeartbeatMs: positiveInt(get('member-heartbeat-ms'), '--member-heartbeat-ms', DEFAULT_HEARTBEAT_MS, MIN_HEARTBEAT_MS, MAX_HEARTBEAT_MS),
     snapshotEvery: positiveInt(get('snapshot-every'), '--snapshot-every', 10_000),
     snapshotRetain: positiveInt(get('snapshot-retain'), '--snapshot-retain', 5_000),
+    // Each already taken from flag, environment or file by get(); checked there.
+    health: readHealthSettings({
+      'probe-concurrency': get('probe-concurrency'),
+      'self-preservation-share': get('self-preservation-share'),
+      'self-preservation-window-ms': get('self-preservation-window-ms'),
+      'self-preservation-min-clients': get('self-preservation-min-clients'),
+    }),
     configFile,
   }
 }

@@ -13,6 +13,7 @@ export const ERROR_CODES = {
   INVALID_METADATA: { status: 400, summary: 'The metadata is not a map of strings, or is over 16 KiB.' },
   NOT_EPHEMERAL: { status: 400, summary: 'A heartbeat was sent for a persistent instance; the server checks those itself.' },
   MALFORMED_HTTP: { status: 400, summary: 'The request is not valid HTTP/1.1 (its request line, a header or the chunked body); the connection is closed.' },
+  INVALID_HEALTH_CHECK: { status: 400, summary: 'A cluster health check is malformed: unknown type, a field out of range, or a field the type does not take.' },
   // 401: who is asking is not known.
   UNAUTHENTICATED: { status: 401, summary: 'A request that changes the cluster (its members or leader) did not carry the cluster secret as Authorization: Bearer <secret>.' },
   // 404: the thing named does not exist.
@@ -25,6 +26,7 @@ export const ERROR_CODES = {
   SERVICE_KIND_CONFLICT: { status: 409, summary: 'The service is ephemeral and the instance persistent, or the other way round.' },
   SERVICE_ALREADY_EXISTS: { status: 409, summary: 'A service with that name already exists.' },
   SERVICE_NOT_EMPTY: { status: 409, summary: 'The service still has instances.' },
+  HEALTH_NOT_MANUAL: { status: 409, summary: 'The instance\'s health cannot be set by hand: an ephemeral instance\'s follows its heartbeats, a probed cluster\'s follows the server\'s probes.' },
   CAS_MISMATCH: { status: 409, summary: 'The config md5 is not the casMd5 the request expected.' },
   MEMBERSHIP_CONFLICT: { status: 409, summary: 'The membership change does not fit the cluster: the node is already (or not) a member, it is the last voter, the peer address is that of another member, or the node runs standalone.' },
   // 408: the request did not arrive in time.

@@ -32,6 +32,18 @@ export const LIMITS = {
   maxPageSize: 1000,
   /** Clusters named in one query. */
   maxClusterFilter: 64,
+  /** Clusters of one service with settings (a health check). */
+  maxClusterSettingsPerService: 1000,
+  /** Server health probes: how often, how long one may take, the HTTP path. */
+  minProbeIntervalMs: 1000,
+  maxProbeIntervalMs: 3_600_000,
+  minProbeTimeoutMs: 100,
+  maxProbeTimeoutMs: 30_000,
+  maxProbePathBytes: 1024,
+  /** Probes in flight at once on the probing node (--probe-concurrency may lower it). */
+  maxProbeConcurrency: 1024,
+  /** Instances the probing node probes; beyond it, the rest are left out and a warning logged. */
+  maxProbeTargets: 100_000,
   /** Long-poll: keys per request, requests held at once, and the hold time. */
   maxListenItems: 1000,
   maxListeners: 10_000,

@@ -2,10 +2,16 @@
 // beating renews it, and a periodic sweep marks its instances unhealthy once a beat is overdue
 // by the instance's timeout, and removes them once overdue by its delete timeout. The clock is
 // injected, so tests drive expiry by moving a ManualClock.
+//
+// Two rules can hold expiry back: mayExpire (Distro: this node sees no majority of the members)
+// and self-preservation (too many of this node's own clients stopped beating at once;
+// self-preservation.ts), which is off until configure() turns it on.
 
 import type { ClientRecord, EphemeralStore } from '../ap/store.js'
 import type { Cancel, Clock } from '../core/clock.js'
+import { type Logger, silentLogger } from '../core/logger.js'
 import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from './model.js'
+import { SelfPreservation, type SelfPreservationSettings, type SelfPreservationStatus } from './self-preservation.js'
 
 /** How often the sweep looks for overdue clients; the health answer lags a beat by at most this. */
 export const SWEEP_INTERVAL_MS = 1_000
@@ -24,8 +30,33 @@ export function beatIntervalOf(instances: readonly Instance[]): number {
   return interval === Infinity ? BEAT_DEFAULTS.intervalMs : interval
 }
 
+/**
+ * How long a client may be silent before it counts as about to expire (for self-preservation):
+ * its first timeout less one beat interval, i.e. it has missed a beat and will expire within one
+ * interval unless a beat comes; at least half the timeout, whatever the metadata says.
+ */
+function suspectAfterMs(record: ClientRecord): number {
+  // Records are immutable: worked out once per record, not once per sweep.
+  let ms = suspectCache.get(record)
+  if (ms === undefined) suspectCache.set(record, (ms = suspectAfter(record.instances)))
+  return ms
+}
+
+const suspectCache = new WeakMap<ClientRecord, number>()
+
+function suspectAfter(instances: readonly Instance[]): number {
+  let first = Infinity
+  for (const i of instances) first = Math.min(first, override(i, 'unhealthyAfterMs'), override(i, 'removeAfterMs'))
+  if (first === Infinity) return Infinity
+  return Math.max(first - beatIntervalOf(instances), first / 2)
+}
+
 export class ClientLeases {
   private readonly lastBeat = new Map<string, number>()
+  /** Owned clients that took their first expiry step since their last beat. */
+  private readonly expired = new Set<string>()
+  private preservation: SelfPreservation | null = null
+  private logger: Logger = silentLogger
   private cancelSweep: Cancel | null = null
 
   constructor(
@@ -43,6 +74,17 @@ export class ClientLeases {
      */
     private readonly owns: (clientId: string) => boolean = () => true,
   ) {}
+
+  /** Turns self-preservation on (settings with share 1: off) and sets where its changes are logged. */
+  configure(opts: { selfPreservation?: SelfPreservationSettings; logger?: Logger }): void {
+    if (opts.selfPreservation) this.preservation = new SelfPreservation(opts.selfPreservation)
+    if (opts.logger) this.logger = opts.logger
+  }
+
+  /** Self-preservation as of the last sweep; null when it was never configured. */
+  selfPreservation(): SelfPreservationStatus | null {
+    return this.preservation?.status() ?? null
+  }
 
   /**
    * Every owned client gets at least a full timeout from now: after a time without a majority,
@@ -66,7 +108,10 @@ export class ClientLeases {
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
-    for (const id of clientIds) this.lastBeat.delete(id)
+    for (const id of clientIds) {
+      this.lastBeat.delete(id)
+      this.expired.delete(id)
+    }
   }
 
   start(): void {
@@ -85,6 +130,7 @@ export class ClientLeases {
   /** Renews the client's lease; instances marked unhealthy by a missed beat are healthy again. */
   renew(clientId: string): void {
     this.lastBeat.set(clientId, this.clock.now())
+    this.expired.delete(clientId)
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
       this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : { ...i, healthy: true })) })
@@ -93,26 +139,71 @@ export class ClientLeases {
 
   forget(clientId: string): void {
     this.lastBeat.delete(clientId)
+    this.expired.delete(clientId)
   }
 
-  /** Applies overdue beats: unhealthy past the timeout, removed past the delete timeout. */
+  /**
+   * Applies overdue beats: unhealthy past the timeout, removed past the delete timeout; unless
+   * expiry is held back (no majority), or self-preservation pauses it.
+   */
   sweep(): void {
     if (!this.mayExpire()) return
     const now = this.clock.now()
+    const preservation = this.preservation?.enabled() ? this.preservation : null
+    const changes: ClientRecord[] = []
+    let clients = 0
+    let expiring = 0
     for (const [clientId, last] of this.lastBeat) {
       const record = this.store.get(clientId)
       if (!record || !this.owns(clientId)) {
         this.lastBeat.delete(clientId)
+        this.expired.delete(clientId)
         continue
       }
-      const next = expire(record, now - last)
-      if (next === record) continue
+      clients++
+      const silent = now - last
+      const next = expire(record, silent)
+      if (next !== record) changes.push(next)
+      if (preservation && !this.expired.has(clientId) && (next !== record || silent > suspectAfterMs(record))) expiring++
+    }
+    if (preservation) {
+      const { allowed, transition } = preservation.decide(now, clients, expiring)
+      if (transition) this.logTransition(transition)
+      if (!allowed) return
+      // The pause stopped the clocks: a client still silent now may simply not have had its turn
+      // to beat since the fault healed, so every client gets a full timeout from here.
+      if (transition === 'resumed') {
+        for (const clientId of this.lastBeat.keys()) this.lastBeat.set(clientId, now)
+        return
+      }
+    }
+    let expired = 0
+    let removed = 0
+    for (const next of changes) {
+      const clientId = next.clientId
+      if (!this.expired.has(clientId)) {
+        this.expired.add(clientId)
+        expired++
+      }
       if (next.instances.length === 0) {
         this.store.remove(clientId)
         this.lastBeat.delete(clientId)
+        this.expired.delete(clientId)
+        removed++
       } else {
         this.store.put(next)
       }
+    }
+    preservation?.recordExpired(now, expired, removed)
+  }
+
+  private logTransition(transition: 'paused' | 'resumed'): void {
+    const status = this.preservation!.status()
+    const fields = { clients: status.clients, expiring: status.expiring, allowed: status.allowed, share: status.share, windowMs: status.windowMs }
+    if (transition === 'paused') {
+      this.logger.warn(fields, 'self-preservation: too many clients stopped beating within one window; expiry of ephemeral instances is paused until their beats return')
+    } else {
+      this.logger.info(fields, 'self-preservation: beats are back; expiry of ephemeral instances resumes')
     }
   }
 }

@@ -36,6 +36,41 @@ export interface ServiceMeta extends ServiceName {
   readonly ephemeral: boolean
   readonly protectThreshold: number
   readonly metadata: Readonly<Record<string, string>>
+  /**
+   * Settings per cluster of the service, sorted by cluster name; absent when none were set. An
+   * array, not a map keyed by cluster: a cluster may be called "__proto__".
+   */
+  readonly clusters?: readonly ClusterSettings[]
+}
+
+/**
+ * How the server checks the health of a cluster's persistent instances. `none`: nobody checks;
+ * the health is what the registration or PUT /v1/ns/instances/health last said.
+ */
+export type HealthCheck = { readonly type: 'none' } | ProbeCheck
+
+/** A check the server runs itself: a TCP connect, or an HTTP GET that must answer a status. */
+export type ProbeCheck =
+  | { readonly type: 'tcp'; readonly intervalMs: number; readonly timeoutMs: number; readonly port: number }
+  | {
+      readonly type: 'http'
+      readonly intervalMs: number
+      readonly timeoutMs: number
+      /** 0: the instance's own port. */
+      readonly port: number
+      readonly path: string
+      readonly expectedStatus: number
+    }
+
+export interface ClusterSettings {
+  readonly cluster: string
+  readonly healthCheck: HealthCheck
+}
+
+/** The check that governs a cluster's instances, or undefined when the server does not probe them. */
+export function probeCheckOf(meta: ServiceMeta | undefined, cluster: string): ProbeCheck | undefined {
+  const check = meta?.clusters?.find((c) => c.cluster === cluster)?.healthCheck
+  return check === undefined || check.type === 'none' ? undefined : check
 }
 
 // Names never hold control characters (validation rejects them), so one makes a safe separator.

@@ -9,9 +9,21 @@ import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
 import type { ConsistencyProxy } from '../consistency/proxy.js'
 import { type ClientLeases, beatIntervalOf } from './leases.js'
-import { type Instance, type ServiceMeta, type ServiceName, BEAT_DEFAULTS, instanceId, instanceIdOf, kindName, serviceKey } from './model.js'
+import {
+  type ClusterSettings,
+  type HealthCheck,
+  type Instance,
+  type ServiceMeta,
+  type ServiceName,
+  BEAT_DEFAULTS,
+  instanceId,
+  instanceIdOf,
+  kindName,
+  probeCheckOf,
+  serviceKey,
+} from './model.js'
 import type { NamingCommand } from './state-machine.js'
-import type { BeatRequest, InstancePatch, InstanceQuery, InstanceRef, ServicePatch } from './validate.js'
+import type { BeatRequest, ClusterRef, InstancePatch, InstanceQuery, InstanceRef, ServicePatch } from './validate.js'
 import type { InstanceList, NamingView, ServiceEntry } from './view.js'
 
 export interface ServiceSummary extends ServiceName {
@@ -41,6 +53,10 @@ export type EphemeralOp =
   | { readonly op: 'beat'; readonly request: BeatRequest }
 
 export type BeatResult = { clientBeatInterval: number; registered: boolean }
+
+export interface ClusterList extends ServiceName {
+  readonly clusters: readonly (ClusterSettings & ServiceName)[]
+}
 
 /** Where a client's ephemeral changes are applied. Absent: here, always (a standalone node). */
 export interface EphemeralOwners {
@@ -117,7 +133,7 @@ export class NamingService {
     const entry = this.view.get(ref)
     const ephemeral = entry?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))
     if (ephemeral) {
-      if (patch.healthy !== undefined) fail('INVALID_ARGUMENT', 'the health of an ephemeral instance follows its heartbeats; it cannot be set')
+      if (patch.healthy !== undefined) notManual(ref)
       const owner = this.ownerElsewhere(ephemeral.clientId, forwarded)
       if (owner !== null) {
         await this.owners!.forward(owner, { op: 'update', ref, patch })
@@ -129,7 +145,59 @@ export class NamingService {
     if (!(await this.hasPersistent(ref, instanceId(ref.cluster, ref.ip, ref.port)))) {
       fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
     }
+    // The state machine decides again; this spares the log an entry it would refuse.
+    if (patch.healthy !== undefined && probeCheckOf(entry?.meta, ref.cluster)) probedNotManual(ref)
     await this.durable({ type: 'naming.instance.update', ref, patch })
+  }
+
+  /**
+   * PUT /v1/ns/instances/health: sets a persistent instance's health by hand, in a cluster the
+   * server does not probe. Written through the CP log, so every node agrees.
+   */
+  async setHealth(ref: InstanceRef, healthy: boolean): Promise<void> {
+    await this.proxy.durableReadBarrier()
+    const entry = this.view.get(ref)
+    const id = instanceId(ref.cluster, ref.ip, ref.port)
+    if (entry?.ephemeral.has(id)) notManual(ref)
+    if (!entry?.persistent.has(id)) fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    if (probeCheckOf(entry.meta, ref.cluster)) probedNotManual(ref)
+    await this.durable({ type: 'naming.instance.health', ref, healthy, source: 'manual' })
+  }
+
+  /** The probing node's verdict on an instance, after 3 probe results in a row said so. */
+  async writeProbeVerdict(instance: InstanceRef, healthy: boolean): Promise<void> {
+    const ref: InstanceRef = { namespace: instance.namespace, group: instance.group, service: instance.service, cluster: instance.cluster, ip: instance.ip, port: instance.port }
+    await this.durable({ type: 'naming.instance.health', ref, healthy, source: 'probe' })
+  }
+
+  /** PUT /v1/ns/clusters: sets (replaces) a cluster's health check, on a persistent service. */
+  async putCluster(ref: ClusterRef, healthCheck: HealthCheck): Promise<void> {
+    await this.proxy.durableReadBarrier()
+    const entry = this.view.get(ref)
+    if (!entry) fail('SERVICE_NOT_FOUND', `service ${ref.service} does not exist (register its instances or create it with ephemeral: false first)`)
+    // Ephemeral instances only this node sees; the state machine checks the service's record again.
+    if (entry.kind() === true) {
+      fail('SERVICE_KIND_CONFLICT', `service ${ref.service} is ephemeral: its instances prove their health by heartbeats and take no health check`)
+    }
+    await this.durable({ type: 'naming.cluster.put', ref, healthCheck })
+  }
+
+  /** DELETE /v1/ns/clusters: the cluster goes back to no check (health set by hand). */
+  async removeCluster(ref: ClusterRef): Promise<{ deleted: boolean }> {
+    await this.proxy.durableReadBarrier()
+    if (!this.view.get(ref)?.meta?.clusters?.some((c) => c.cluster === ref.cluster)) return { deleted: false }
+    return (await this.durable({ type: 'naming.cluster.remove', ref })) as { deleted: boolean }
+  }
+
+  /** GET /v1/ns/clusters: the clusters of a service that have settings (one, with `cluster`). */
+  async getClusters(name: ServiceName, cluster: string | undefined, stale = false): Promise<ClusterList> {
+    if (!stale) await this.proxy.durableReadBarrier()
+    const entry = this.view.get(name)
+    if (!entry) fail('SERVICE_NOT_FOUND', `service ${name.service} does not exist in group ${name.group} of namespace ${name.namespace}`)
+    const all = entry.meta?.clusters ?? []
+    const chosen = cluster === undefined ? all : all.filter((c) => c.cluster === cluster)
+    const svc = { namespace: name.namespace, group: name.group, service: name.service }
+    return { ...svc, clusters: chosen.map((c) => ({ ...svc, cluster: c.cluster, healthCheck: c.healthCheck })) }
   }
 
   /**
@@ -315,6 +383,17 @@ function checkClientBytes(clientId: string, instances: readonly Instance[]): voi
   }
 }
 
+function notManual(ref: InstanceRef): never {
+  fail('HEALTH_NOT_MANUAL', `instance ${ref.ip}:${ref.port} is ephemeral: its health follows its heartbeats and cannot be set`)
+}
+
+function probedNotManual(ref: InstanceRef): never {
+  fail(
+    'HEALTH_NOT_MANUAL',
+    `cluster ${ref.cluster} of service ${ref.service} is probed by the server: its instances' health follows the probes (set the cluster's check to none to set it by hand)`,
+  )
+}
+
 function sameInstance(i: Instance, ref: InstanceRef): boolean {
   return i.port === ref.port && i.ip === ref.ip && i.cluster === ref.cluster && i.service === ref.service && i.group === ref.group && i.namespace === ref.namespace
 }
@@ -330,7 +409,8 @@ function kindConflict(name: ServiceName, serviceIsEphemeral: boolean): never {
 function summarize(entry: ServiceEntry): ServiceSummary {
   return {
     ...entry.name,
-    ephemeral: entry.kind() ?? true,
+    // An empty service (kept a while after its last instance went) shows the kind it had.
+    ephemeral: entry.kind() ?? entry.lastKind ?? true,
     protectThreshold: entry.meta?.protectThreshold ?? 0,
     metadata: entry.meta?.metadata ?? {},
     instanceCount: entry.instanceCount(),

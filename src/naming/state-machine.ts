@@ -6,8 +6,19 @@ import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
 import type { LogEntry, StateMachine } from '../cp/log.js'
 import { type BatchOp, type Database, PREFIX, prefixRange } from '../storage/db.js'
-import { type Instance, type ServiceMeta, type ServiceName, instanceId, instanceIdOf, kindName, serviceKey } from './model.js'
-import type { InstancePatch, InstanceRef, ServicePatch } from './validate.js'
+import {
+  type ClusterSettings,
+  type HealthCheck,
+  type Instance,
+  type ServiceMeta,
+  type ServiceName,
+  instanceId,
+  instanceIdOf,
+  kindName,
+  probeCheckOf,
+  serviceKey,
+} from './model.js'
+import type { ClusterRef, InstancePatch, InstanceRef, ServicePatch } from './validate.js'
 import type { NamingView } from './view.js'
 
 export type NamingCommand =
@@ -21,6 +32,15 @@ export type NamingCommand =
    */
   | { type: 'naming.service.update'; name: ServiceName; patch: ServicePatch; ephemeralInstances: boolean }
   | { type: 'naming.service.remove'; name: ServiceName }
+  /**
+   * A health verdict. `manual` (PUT /v1/ns/instances/health) is refused for a probed cluster;
+   * `probe` (the probing node, after 3 results in a row) is dropped when the cluster is no longer
+   * probed or the instance is gone, as the probe's view of them may be a moment old.
+   */
+  | { type: 'naming.instance.health'; ref: InstanceRef; healthy: boolean; source: 'manual' | 'probe' }
+  /** A cluster's settings (its health check), on a persistent service. */
+  | { type: 'naming.cluster.put'; ref: ClusterRef; healthCheck: HealthCheck }
+  | { type: 'naming.cluster.remove'; ref: ClusterRef }
 
 const SEP = '\u001f'
 
@@ -34,6 +54,9 @@ function serviceOf(cmd: NamingCommand): ServiceName {
       return cmd.instance
     case 'naming.instance.update':
     case 'naming.instance.remove':
+    case 'naming.instance.health':
+    case 'naming.cluster.put':
+    case 'naming.cluster.remove':
       return cmd.ref
     case 'naming.service.create':
       return cmd.meta
@@ -108,6 +131,12 @@ export class NamingStateMachine implements StateMachine {
         return this.updateService(cmd.name, cmd.patch, cmd.ephemeralInstances, ops)
       case 'naming.service.remove':
         return this.removeService(cmd.name, ops)
+      case 'naming.instance.health':
+        return this.setHealth(cmd.ref, cmd.healthy, cmd.source, ops)
+      case 'naming.cluster.put':
+        return this.putCluster(cmd.ref, cmd.healthCheck, ops)
+      case 'naming.cluster.remove':
+        return this.removeCluster(cmd.ref, ops)
       default:
         fail('INVALID_ARGUMENT', `unknown naming command ${(cmd as { type: string }).type}`)
     }
@@ -130,8 +159,10 @@ export class NamingStateMachine implements StateMachine {
   }
 
   private updateInstance(ref: InstanceRef, patch: InstancePatch, ops: BatchOp[]): { ok: true } {
-    const current = this.view.get(ref)?.persistent.get(instanceId(ref.cluster, ref.ip, ref.port))
+    const entry = this.view.get(ref)
+    const current = entry?.persistent.get(instanceId(ref.cluster, ref.ip, ref.port))
     if (!current) fail('INSTANCE_NOT_FOUND', `no persistent instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    if (patch.healthy !== undefined) refuseIfProbed(entry!.meta, ref)
     const next: Instance = { ...current, ...patch }
     ops.push({ type: 'put', key: instanceKey(next), value: JSON.stringify(next) })
     this.view.putInstance(next)
@@ -167,9 +198,66 @@ export class NamingStateMachine implements StateMachine {
     if (next.ephemeral !== base.ephemeral && (hasPersistent || ephemeralInstances)) {
       fail('SERVICE_KIND_CONFLICT', `service ${name.service} is ${kindName(base.ephemeral)} and has instances; its kind cannot change`)
     }
+    if (next.ephemeral && (next.clusters?.length ?? 0) > 0) {
+      fail('SERVICE_KIND_CONFLICT', `service ${name.service} has cluster health checks; remove them (DELETE /v1/ns/clusters) before making it ephemeral`)
+    }
     ops.push({ type: 'put', key: serviceMetaKey(name), value: JSON.stringify(next) })
     this.view.setMeta(name, next)
     return { ok: true }
+  }
+
+  private setHealth(ref: InstanceRef, healthy: boolean, source: 'manual' | 'probe', ops: BatchOp[]): { ok: true; changed: boolean } {
+    const entry = this.view.get(ref)
+    const current = entry?.persistent.get(instanceId(ref.cluster, ref.ip, ref.port))
+    const probed = probeCheckOf(entry?.meta, ref.cluster) !== undefined
+    if (source === 'probe') {
+      if (!current || !probed) return { ok: true, changed: false }
+    } else {
+      if (!current) fail('INSTANCE_NOT_FOUND', `no persistent instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+      refuseIfProbed(entry!.meta, ref)
+    }
+    if (current.healthy === healthy) return { ok: true, changed: false }
+    const next: Instance = { ...current, healthy }
+    ops.push({ type: 'put', key: instanceKey(next), value: JSON.stringify(next) })
+    this.view.putInstance(next)
+    return { ok: true, changed: true }
+  }
+
+  /**
+   * Cluster settings live in the service's record, which a service made only of persistent
+   * instances gets here (as PATCH /v1/ns/services gives it one); so a service with cluster
+   * settings is kept when its instances go. Ephemeral services have no cluster settings: their
+   * instances prove their health by heartbeats.
+   */
+  private putCluster(ref: ClusterRef, healthCheck: HealthCheck, ops: BatchOp[]): { ok: true } {
+    const entry = this.view.get(ref)
+    let base: ServiceMeta
+    if (entry?.meta) base = entry.meta
+    else if ((entry?.persistent.size ?? 0) > 0) base = { namespace: ref.namespace, group: ref.group, service: ref.service, ephemeral: false, protectThreshold: 0, metadata: {} }
+    else fail('SERVICE_NOT_FOUND', `service ${ref.service} does not exist (register its instances or create it with ephemeral: false first)`)
+    if (base.ephemeral) fail('SERVICE_KIND_CONFLICT', `service ${ref.service} is ephemeral: its instances prove their health by heartbeats and take no health check`)
+    const others = (base.clusters ?? []).filter((c) => c.cluster !== ref.cluster)
+    if (others.length >= LIMITS.maxClusterSettingsPerService) {
+      fail('LIMIT_EXCEEDED', `service ${ref.service} has settings for ${LIMITS.maxClusterSettingsPerService} clusters, the most allowed`)
+    }
+    const clusters: ClusterSettings[] = [...others, { cluster: ref.cluster, healthCheck }].sort((a, b) => (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0))
+    this.putMeta({ ...base, clusters }, ops)
+    return { ok: true }
+  }
+
+  private removeCluster(ref: ClusterRef, ops: BatchOp[]): { deleted: boolean } {
+    const meta = this.view.get(ref)?.meta
+    const clusters = meta?.clusters ?? []
+    if (!meta || !clusters.some((c) => c.cluster === ref.cluster)) return { deleted: false }
+    const rest = clusters.filter((c) => c.cluster !== ref.cluster)
+    const { clusters: _dropped, ...plain } = meta
+    this.putMeta(rest.length > 0 ? { ...plain, clusters: rest } : plain, ops)
+    return { deleted: true }
+  }
+
+  private putMeta(meta: ServiceMeta, ops: BatchOp[]): void {
+    ops.push({ type: 'put', key: serviceMetaKey(meta), value: JSON.stringify(meta) })
+    this.view.setMeta(meta, meta)
   }
 
   private removeService(name: ServiceName, ops: BatchOp[]): { deleted: boolean } {
@@ -179,5 +267,16 @@ export class NamingStateMachine implements StateMachine {
     ops.push({ type: 'del', key: serviceMetaKey(name) })
     this.view.setMeta(name, undefined)
     return { deleted: true }
+  }
+}
+
+/** A probed cluster's health follows the probes; only the probing node changes it. */
+function refuseIfProbed(meta: ServiceMeta | undefined, ref: InstanceRef): void {
+  const check = probeCheckOf(meta, ref.cluster)
+  if (check) {
+    fail(
+      'HEALTH_NOT_MANUAL',
+      `cluster ${ref.cluster} of service ${ref.service} has a ${check.type} health check: its instances' health follows the server's probes (set the check to none to set it by hand)`,
+    )
   }
 }

@@ -11,6 +11,7 @@ import {
   DEFAULT_CLUSTER,
   DEFAULT_GROUP,
   DEFAULT_NAMESPACE,
+  type HealthCheck,
   type Instance,
   type ServiceMeta,
   type ServiceName,
@@ -130,6 +131,89 @@ export function parseInstancePatch(f: Fields): { ref: InstanceRef; patch: Instan
   if (f.metadata !== undefined && f.metadata !== null) patch.metadata = parseMetadata(f.metadata)
   if (Object.keys(patch).length === 0) fail('INVALID_ARGUMENT', 'nothing to update: give weight, enabled, healthy or metadata')
   return { ref, patch }
+}
+
+/**
+ * PUT /v1/ns/instances/health: a persistent instance and the health to give it. `healthy` is a
+ * JSON boolean in a body, true/false/1/0 in a query string.
+ */
+export function parseInstanceHealth(f: Fields, fromQuery: boolean): { ref: InstanceRef; healthy: boolean } {
+  const ref = parseInstanceRef(f)
+  if (f.healthy === undefined || f.healthy === null || f.healthy === '') fail('INVALID_ARGUMENT', 'healthy is required: true or false')
+  const healthy = fromQuery ? queryBool(f.healthy, 'healthy', true) : optionalBool(f.healthy, 'healthy')!
+  return { ref, healthy }
+}
+
+/** Defaults of a cluster's health check fields. */
+export const HEALTH_CHECK_DEFAULTS = { intervalMs: 5_000, timeoutMs: 2_000, port: 0, path: '/', expectedStatus: 200 } as const
+
+const HEALTH_CHECK_TYPES = ['none', 'tcp', 'http'] as const
+const HEALTH_CHECK_FIELDS: Record<(typeof HEALTH_CHECK_TYPES)[number], readonly string[]> = {
+  none: ['type'],
+  tcp: ['type', 'intervalMs', 'timeoutMs', 'port'],
+  http: ['type', 'intervalMs', 'timeoutMs', 'port', 'path', 'expectedStatus'],
+}
+/** An HTTP path as it goes on the request line: visible ASCII, no spaces; percent-encode the rest. */
+const PROBE_PATH = /^\/[\x21-\x7e]*$/
+
+function checkInt(f: Fields, field: string, min: number, max: number, fallback: number): number {
+  const value = f[field]
+  if (value === undefined || value === null) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail('INVALID_HEALTH_CHECK', `healthCheck.${field} must be an integer in ${min}..${max}`)
+  }
+  return value
+}
+
+/**
+ * A cluster's health check: `{"type":"tcp"}`, `{"type":"http","path":"/health"}` or
+ * `{"type":"none"}`, with optional timing. A field the type does not use is refused rather than
+ * ignored, so that a typo in the type does not leave a check silently different from the one meant.
+ */
+export function parseHealthCheck(value: unknown): HealthCheck {
+  if (value === undefined || value === null) fail('INVALID_HEALTH_CHECK', 'healthCheck is required')
+  if (typeof value !== 'object' || Array.isArray(value)) fail('INVALID_HEALTH_CHECK', 'healthCheck must be an object')
+  // Protobuf leaves an empty path out; JSON's "" means the same.
+  const f: Fields = {}
+  for (const [k, v] of Object.entries(value)) if (v !== undefined && v !== null && v !== '') f[k] = v
+  const raw = f.type
+  const type = typeof raw === 'string' ? raw.toLowerCase() : raw
+  if (!HEALTH_CHECK_TYPES.includes(type as never)) {
+    fail('INVALID_HEALTH_CHECK', `healthCheck.type must be one of ${HEALTH_CHECK_TYPES.join(', ')}`)
+  }
+  const t = type as (typeof HEALTH_CHECK_TYPES)[number]
+  for (const k of Object.keys(f)) {
+    if (!HEALTH_CHECK_FIELDS[t].includes(k)) fail('INVALID_HEALTH_CHECK', `healthCheck.${k} does not apply to a ${t} check`)
+  }
+  if (t === 'none') return { type: 'none' }
+  const intervalMs = checkInt(f, 'intervalMs', LIMITS.minProbeIntervalMs, LIMITS.maxProbeIntervalMs, HEALTH_CHECK_DEFAULTS.intervalMs)
+  const timeoutMs = checkInt(f, 'timeoutMs', LIMITS.minProbeTimeoutMs, LIMITS.maxProbeTimeoutMs, HEALTH_CHECK_DEFAULTS.timeoutMs)
+  // One probe at a time per instance: a probe must end before the next is due.
+  if (timeoutMs > intervalMs) fail('INVALID_HEALTH_CHECK', `healthCheck.timeoutMs (${timeoutMs}) must not exceed intervalMs (${intervalMs})`)
+  const port = checkInt(f, 'port', 0, 65535, HEALTH_CHECK_DEFAULTS.port)
+  if (t === 'tcp') return { type: 'tcp', intervalMs, timeoutMs, port }
+  const path = f.path ?? HEALTH_CHECK_DEFAULTS.path
+  if (typeof path !== 'string') fail('INVALID_HEALTH_CHECK', 'healthCheck.path must be a string')
+  if (path.length > LIMITS.maxProbePathBytes) fail('INVALID_HEALTH_CHECK', `healthCheck.path is over ${LIMITS.maxProbePathBytes} bytes`)
+  if (!PROBE_PATH.test(path)) {
+    fail('INVALID_HEALTH_CHECK', 'healthCheck.path must start with / and hold only visible ASCII (percent-encode spaces and other characters)')
+  }
+  const expectedStatus = checkInt(f, 'expectedStatus', 100, 599, HEALTH_CHECK_DEFAULTS.expectedStatus)
+  return { type: 'http', intervalMs, timeoutMs, port, path, expectedStatus }
+}
+
+export interface ClusterRef extends ServiceName {
+  readonly cluster: string
+}
+
+/** Names a cluster of a service; `cluster` defaults to DEFAULT as everywhere. */
+export function parseClusterRef(f: Fields): ClusterRef {
+  return { ...parseServiceName(f), cluster: parseCluster(f.cluster) }
+}
+
+/** PUT /v1/ns/clusters. */
+export function parseClusterSettings(f: Fields): { ref: ClusterRef; healthCheck: HealthCheck } {
+  return { ref: parseClusterRef(f), healthCheck: parseHealthCheck(f.healthCheck) }
 }
 
 /** PUT /v1/ns/instances/beat: a clientId, an instance, or both. */

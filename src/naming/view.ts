@@ -1,10 +1,26 @@
 // The in-memory registry every query reads: services with their persistent instances (fed by
 // the CP state machine) and their ephemeral instances (fed by the AP store). Each service has a
 // revision that grows on every change, and caches its query answers until the next change.
+//
+// A service that loses its last instance and has no service record (metadata) stays, empty, for
+// EMPTY_SERVICE_TTL_MS and is then dropped by sweepEmpty: a service whose only instance restarts
+// does not vanish and come back in between. An empty service holds no stored data (its record
+// would keep it), so each node drops it from its own memory, without a log entry.
 
 import { createHash } from 'node:crypto'
-import { type Instance, type ServiceMeta, type ServiceName, instanceIdOf, serviceKey } from './model.js'
+import { type Instance, type ProbeCheck, type ServiceMeta, type ServiceName, instanceIdOf, serviceKey } from './model.js'
 import type { InstanceQuery } from './validate.js'
+
+/** How long a service with no instances and no record is kept. */
+export const EMPTY_SERVICE_TTL_MS = 60_000
+
+/** A persistent instance whose cluster the server probes, with the check that applies. */
+export interface ProbeTarget {
+  /** Unique per instance: service and instance identity. */
+  readonly key: string
+  readonly instance: Instance
+  readonly check: ProbeCheck
+}
 
 export interface InstanceList extends ServiceName {
   readonly revision: number
@@ -21,6 +37,10 @@ export class ServiceEntry {
   revision = 0
   /** Query answers for this revision, by filter. */
   readonly answers = new Map<string, InstanceList>()
+  /** When the service became empty (no record, no instances); undefined while it is not. */
+  emptySince: number | undefined = undefined
+  /** The kind it had when it last had instances or a record, for an empty service's summary. */
+  lastKind: boolean | undefined = undefined
 
   constructor(readonly name: ServiceName) {}
 
@@ -55,13 +75,57 @@ export class ServiceEntry {
 export class NamingView {
   private readonly services = new Map<string, ServiceEntry>()
   private lastRevision: number
+  /** Keys of the empty services waiting for sweepEmpty. */
+  private readonly empty = new Set<string>()
+  /** Keys of the services with at least one probed cluster. */
+  private readonly probed = new Set<string>()
+  /** Grows on every change to persistent instances or service records (what probing depends on). */
+  private durable = 0
 
   /**
    * Revisions start from the clock in microseconds, so that they keep growing across restarts
-   * and a client's cached revision is never reused for different content.
+   * and a client's cached revision is never reused for different content. `now` stamps when a
+   * service became empty (milliseconds).
    */
-  constructor(startRevision: number) {
+  constructor(
+    startRevision: number,
+    private readonly now: () => number = () => 0,
+  ) {
     this.lastRevision = startRevision
+  }
+
+  /** Grows whenever persistent instances or service records change. */
+  durableRevision(): number {
+    return this.durable
+  }
+
+  /** Every persistent instance in a cluster with a probe check (tcp or http). */
+  *probeTargets(): IterableIterator<ProbeTarget> {
+    for (const key of this.probed) {
+      const entry = this.services.get(key)
+      if (!entry?.meta?.clusters || entry.persistent.size === 0) continue
+      const checks = new Map<string, ProbeCheck>()
+      for (const c of entry.meta.clusters) if (c.healthCheck.type !== 'none') checks.set(c.cluster, c.healthCheck)
+      for (const [id, instance] of entry.persistent) {
+        const check = checks.get(instance.cluster)
+        if (check) yield { key: key + '\u001f' + id, instance, check }
+      }
+    }
+  }
+
+  /** Drops the services that have been empty for EMPTY_SERVICE_TTL_MS; answers how many. */
+  sweepEmpty(now: number): number {
+    let dropped = 0
+    for (const key of this.empty) {
+      const entry = this.services.get(key)
+      if (entry && entry.isEmpty() && entry.emptySince !== undefined && now - entry.emptySince < EMPTY_SERVICE_TTL_MS) continue
+      this.empty.delete(key)
+      if (entry?.isEmpty()) {
+        this.services.delete(key)
+        dropped++
+      }
+    }
+    return dropped
   }
 
   get(name: ServiceName): ServiceEntry | undefined {
@@ -80,6 +144,7 @@ export class NamingView {
     const entry = this.entryFor(instance)
     const map = instance.ephemeral ? entry.ephemeral : entry.persistent
     map.set(instanceIdOf(instance), instance)
+    if (!instance.ephemeral) this.durable++
     this.changed(entry)
   }
 
@@ -91,6 +156,7 @@ export class NamingView {
     const current = map.get(id)
     if (!current || (ephemeral && clientId !== '' && current.clientId !== clientId)) return false
     map.delete(id)
+    if (!ephemeral) this.durable++
     this.changed(entry)
     return true
   }
@@ -105,19 +171,27 @@ export class NamingView {
     for (const i of next) if (!unchanged.has(i)) this.putInstance(i)
   }
 
+  /** Sets or (undefined: the service was deleted) removes the service's record. */
   setMeta(name: ServiceName, meta: ServiceMeta | undefined): void {
     const entry = this.entryFor(name)
     entry.meta = meta
-    this.changed(entry)
+    const key = serviceKey(entry.name)
+    if (meta?.clusters?.some((c) => c.healthCheck.type !== 'none')) this.probed.add(key)
+    else this.probed.delete(key)
+    this.durable++
+    // A service deleted on purpose goes at once; the grace is for one whose instances came and went.
+    this.changed(entry, meta === undefined)
   }
 
   /** Forgets the CP part (metadata, persistent instances), before it is loaded again. */
   clearDurable(): void {
+    this.durable++
+    this.probed.clear()
     for (const entry of [...this.services.values()]) {
       if (!entry.meta && entry.persistent.size === 0) continue
       entry.meta = undefined
       entry.persistent.clear()
-      this.changed(entry)
+      this.changed(entry, true)
     }
   }
 
@@ -164,10 +238,23 @@ export class NamingView {
     return entry
   }
 
-  private changed(entry: ServiceEntry): void {
+  private changed(entry: ServiceEntry, dropIfEmpty = false): void {
     entry.revision = ++this.lastRevision
     entry.answers.clear()
-    if (entry.isEmpty()) this.services.delete(serviceKey(entry.name))
+    const kind = entry.kind()
+    if (kind !== undefined) entry.lastKind = kind
+    if (!entry.isEmpty()) {
+      if (entry.emptySince !== undefined) {
+        entry.emptySince = undefined
+        this.empty.delete(serviceKey(entry.name))
+      }
+    } else if (dropIfEmpty) {
+      this.services.delete(serviceKey(entry.name))
+      this.empty.delete(serviceKey(entry.name))
+    } else if (entry.emptySince === undefined) {
+      entry.emptySince = this.now()
+      this.empty.add(serviceKey(entry.name))
+    }
   }
 }
 

@@ -168,7 +168,8 @@ t.test('persistent health is set by hand with PATCH; ephemeral health only by be
     t.same((await list(n, 'service=p')).instances.map((i) => i.healthy), [true])
     await n.call('POST', '/v1/ns/instances', { service: 'e', ip: '10.0.0.1', port: 1 })
     const res = await n.call('PATCH', '/v1/ns/instances', { service: 'e', ip: '10.0.0.1', port: 1, healthy: false })
-    t.equal(res.statusCode, 400)
+    t.equal(res.statusCode, 409)
+    t.equal(res.json().code, 'HEALTH_NOT_MANUAL')
     t.same((await list(n, 'service=e')).instances.map((i) => i.healthy), [true])
   }),
 )

@@ -11,6 +11,8 @@ import { asFields, nodeId } from '../../core/validate.js'
 import { parsePeerAddress } from '../../cluster/transport.js'
 import type { MemberState } from '../../cluster/members.js'
 import type { ConfigChange, Membership, NodeId, Role } from '../../cp/raft/types.js'
+import type { HealthProberStatus } from '../../naming/health-prober.js'
+import type { SelfPreservationStatus } from '../../naming/self-preservation.js'
 
 /** One member as this node sees it: what /v1/cluster/status lists. */
 export interface MemberStatus {
@@ -63,6 +65,8 @@ export interface ClusterStatus {
     readonly queuedSyncs: number
     readonly stats: Readonly<Record<string, number>>
   } | null
+  /** Health on this node: self-preservation of its ephemeral clients, and the probes it runs. */
+  readonly health: { readonly selfPreservation: SelfPreservationStatus | null; readonly probes: HealthProberStatus }
 }
 
 /** What the membership routes drive (RaftNode provides it). */

@@ -7,7 +7,11 @@ import { grace } from '../../gen/proto.js'
 import type { NamingService, ServiceSummary } from '../../naming/service.js'
 import {
   parseBeat,
+  parseCluster,
+  parseClusterRef,
+  parseClusterSettings,
   parseGroup,
+  parseInstanceHealth,
   parseInstance,
   parseInstancePatch,
   parseInstanceQuery,
@@ -24,7 +28,19 @@ export interface NamingRouteDeps {
   naming: NamingService
 }
 
-const { Ack, BeatResponse, Instance, InstanceList: InstanceListMessage, InstanceRef, Service, ServiceList, UpdateInstanceRequest } = grace.v1
+const {
+  Ack,
+  BeatResponse,
+  ClusterList,
+  ClusterSettings,
+  Instance,
+  InstanceHealthRequest,
+  InstanceList: InstanceListMessage,
+  InstanceRef,
+  Service,
+  ServiceList,
+  UpdateInstanceRequest,
+} = grace.v1
 
 const ACK_OK = { ok: true }
 
@@ -42,10 +58,38 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
     return send(request, reply, Ack, { ok: true, deleted })
   })
 
-  app.patch('/v1/ns/instances', async (request, reply) => {
+  // PUT is PATCH under the verb Nacos uses for the same change.
+  const updateInstance = async (request: FastifyRequest, reply: FastifyReply) => {
     const { ref, patch } = parseInstancePatch(unwrapMetadata(request, readBody(request, UpdateInstanceRequest)))
     await naming.update(ref, patch)
     return send(request, reply, Ack, { ok: true })
+  }
+  app.patch('/v1/ns/instances', updateInstance)
+  app.put('/v1/ns/instances', updateInstance)
+
+  app.put('/v1/ns/instances/health', async (request, reply) => {
+    const { fields, fromQuery } = bodyOrQueryFrom(request, InstanceHealthRequest)
+    const { ref, healthy } = parseInstanceHealth(fields, fromQuery)
+    await naming.setHealth(ref, healthy)
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.put('/v1/ns/clusters', async (request, reply) => {
+    const { ref, healthCheck } = parseClusterSettings(readBody(request, ClusterSettings))
+    await naming.putCluster(ref, healthCheck)
+    return send(request, reply, Ack, { ok: true })
+  })
+
+  app.get('/v1/ns/clusters', async (request, reply) => {
+    const query = asFields(request.query)
+    const cluster = query.cluster === undefined ? undefined : parseCluster(query.cluster)
+    const list = await naming.getClusters(parseServiceName(query), cluster, queryBool(query.stale, 'stale', false))
+    return send(request, reply, ClusterList, list)
+  })
+
+  app.delete('/v1/ns/clusters', async (request, reply) => {
+    const { deleted } = await naming.removeCluster(parseClusterRef(bodyOrQuery(request, ClusterSettings)))
+    return send(request, reply, Ack, { ok: true, deleted })
   })
 
   app.get('/v1/ns/instances', (request, reply) => {
@@ -88,12 +132,16 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
   })
 }
 
-/** DELETE and beat take their fields from the query string or from a body, not from both. */
+/** DELETE, beat and health take their fields from the query string or from a body, not from both. */
 function bodyOrQuery(request: FastifyRequest, type: MessageType): Fields {
+  return bodyOrQueryFrom(request, type).fields
+}
+
+function bodyOrQueryFrom(request: FastifyRequest, type: MessageType): { fields: Fields; fromQuery: boolean } {
   const query = asFields(request.query)
-  if (request.body === undefined || request.body === null) return query
+  if (request.body === undefined || request.body === null) return { fields: query, fromQuery: true }
   if (Object.keys(query).length > 0) fail('INVALID_ARGUMENT', 'send the fields in the query string or in the body, not both')
-  return readBody(request, type)
+  return { fields: readBody(request, type), fromQuery: false }
 }
 
 /** Protobuf carries metadata in a StringMap (maps have no presence); JSON carries the map itself. */
