@@ -291,8 +291,13 @@ export class HealthProber {
 }
 
 function signatureOf(t: ProbeTarget): string {
-  return JSON.stringify([t.check, t.instance.ip, t.instance.port])
+  // Checks are shared by every instance of their cluster and immutable: encoded once each.
+  let check = checkSignatures.get(t.check)
+  if (check === undefined) checkSignatures.set(t.check, (check = JSON.stringify(t.check)))
+  return `${check} ${t.instance.ip} ${t.instance.port}`
 }
+
+const checkSignatures = new WeakMap<ProbeCheck, string>()
 
 /** A binary min-heap of scheduled targets by due time (ties in insertion order). */
 class DueQueue {
