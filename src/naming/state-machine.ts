@@ -142,17 +142,21 @@ export class NamingStateMachine implements StateMachine {
     }
   }
 
-  private putInstance(instance: Instance, ops: BatchOp[]): { ok: true } {
-    const entry = this.view.get(instance)
+  private putInstance(registered: Instance, ops: BatchOp[]): { ok: true } {
+    const entry = this.view.get(registered)
     if (entry?.meta?.ephemeral) {
-      fail('SERVICE_KIND_CONFLICT', `service ${instance.service} is ephemeral; register its instances with ephemeral: true`)
+      fail('SERVICE_KIND_CONFLICT', `service ${registered.service} is ephemeral; register its instances with ephemeral: true`)
     }
-    if (!entry?.persistent.has(instanceIdOf(instance))) {
+    const existing = entry?.persistent.get(instanceIdOf(registered))
+    if (!existing) {
       if ((entry?.persistent.size ?? 0) >= LIMITS.maxInstancesPerService) {
-        fail('LIMIT_EXCEEDED', `service ${instance.service} has ${LIMITS.maxInstancesPerService} instances, the most allowed`)
+        fail('LIMIT_EXCEEDED', `service ${registered.service} has ${LIMITS.maxInstancesPerService} instances, the most allowed`)
       }
-      this.checkNewService(instance)
+      this.checkNewService(registered)
     }
+    // In a probed cluster the probes own the health: registering an instance again replaces
+    // everything else, but does not undo what the probes found.
+    const instance = existing && probeCheckOf(entry!.meta, registered.cluster) ? { ...registered, healthy: existing.healthy } : registered
     ops.push({ type: 'put', key: instanceKey(instance), value: JSON.stringify(instance) })
     this.view.putInstance(instance)
     return { ok: true }

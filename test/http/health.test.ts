@@ -90,6 +90,8 @@ t.test('a TCP target that goes down is marked unhealthy after 3 failed probes, t
     await target.down()
     await probeFor(n, 5000)
     t.equal(await healthOf(n, 'db', target.port), false)
+    await n.call('POST', '/v1/ns/instances', { service: 'db', ip: '127.0.0.1', port: target.port, ephemeral: false, weight: 2 })
+    t.equal(await healthOf(n, 'db', target.port), false, 'registering again does not undo what the probes found')
     const restarted = await n.reopen()
     t.teardown(() => restarted.close())
     t.equal(await healthOf(restarted, 'db', target.port), false, 'the verdict is durable')
