@@ -222,6 +222,13 @@ async function main(): Promise<void> {
     `Machine: ${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; 1-minute load ${loadBefore} before, ${load1()} after. Unpinned.`,
     '',
     table,
+    '',
+    'The machine is shared (other builds and tests ran meanwhile; see the load), so maxima are as',
+    "much the machine's as Grace's: compare each phase's p50 and p99 with the baseline's. The",
+    'verdicts of the last two phases need 3 probes each, so about 3 intervals is the floor of their',
+    'outcome. The scheduler starts at most 8 probes per turn of the event loop, and starts the next',
+    'ones in a later turn than the one in which probes finished; before it did, at concurrency 64,',
+    "the 1 s phase's event-loop delay p99 was about 15 ms.",
   ].join('\n')
   process.stdout.write(section + '\n')
   const out = join(ROOT, 'bench-results')
