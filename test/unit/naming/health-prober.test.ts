@@ -245,3 +245,15 @@ t.test('stop() stops the loop and leaves nothing in flight counted', async (t) =
   t.equal(r.started.length, before)
   t.equal(r.clock.pendingTimers(), 0, 'no timer left behind')
 })
+
+t.test('the health decisions import no IO: time, randomness and the probe come in as arguments', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const root = join(import.meta.dirname, '..', '..', '..', '..')
+  for (const file of ['src/naming/health-prober.ts', 'src/naming/self-preservation.ts', 'src/naming/leases.ts']) {
+    const code = readFileSync(join(root, file), 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/\/\/.*$/gm, '')
+    const imports = [...code.matchAll(/\bfrom\s*['"]([^'"]+)['"]/g)].map((m) => m[1]!)
+    t.same(imports.filter((i) => !i.startsWith('.')), [], `${file} imports only project modules`)
+    t.notOk(/\b(setTimeout|setInterval|setImmediate|Date\.now|Math\.random)\b/.test(code), `${file} reads no clock and draws no randomness itself`)
+  }
+})
