@@ -159,8 +159,11 @@ export class NamingService {
     const entry = this.view.get(ref)
     const id = instanceId(ref.cluster, ref.ip, ref.port)
     if (entry?.ephemeral.has(id)) notManual(ref)
-    if (!entry?.persistent.has(id)) fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
-    if (probeCheckOf(entry.meta, ref.cluster)) probedNotManual(ref)
+    const current = entry?.persistent.get(id)
+    if (!current) fail('INSTANCE_NOT_FOUND', `no instance ${ref.ip}:${ref.port} in cluster ${ref.cluster} of service ${ref.service}`)
+    if (probeCheckOf(entry!.meta, ref.cluster)) probedNotManual(ref)
+    // Read after the barrier, so the health is current: nothing to change takes no log entry.
+    if (current.healthy === healthy) return
     await this.durable({ type: 'naming.instance.health', ref, healthy, source: 'manual' })
   }
 

@@ -214,6 +214,8 @@ t.test('manual health: PUT /v1/ns/instances/health where no probe runs, refused 
     t.same(res.json(), { ok: true })
     t.equal(await healthOf(n, 'db', 1), false)
     t.equal(n.node.log.status().commitIndex, commit + 1, 'written through the log')
+    t.equal((await n.call('PUT', '/v1/ns/instances/health', { service: 'db', ip: '10.0.0.1', port: 1, healthy: false })).statusCode, 200)
+    t.equal(n.node.log.status().commitIndex, commit + 1, 'the health it has already: no log entry')
     t.equal((await n.call('PUT', '/v1/ns/instances/health?service=db&ip=10.0.0.1&port=1&healthy=true')).statusCode, 200, 'from the query string')
     t.equal(await healthOf(n, 'db', 1), true)
     const pb = Buffer.from(grace.v1.InstanceHealthRequest.encode({ service: 'db', ip: '10.0.0.1', port: 1, healthy: false }).finish())
