@@ -90,6 +90,11 @@ export class ConfigService {
     return this.listeners.hold(items, timeoutMs, signal)
   }
 
+  /** How many configs each namespace holds (this node's applied state; no read barrier). */
+  countsByNamespace(): Map<string, number> {
+    return this.sm.countsByNamespace()
+  }
+
   /** Listeners held now. */
   listenerCount(): number {
     return this.listeners.size

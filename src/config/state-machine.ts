@@ -100,6 +100,13 @@ export class ConfigStateMachine implements StateMachine {
     return this.historyIds.get(configKeyString(key)) ?? []
   }
 
+  /** How many configs each namespace holds. */
+  countsByNamespace(): Map<string, number> {
+    const counts = new Map<string, number>()
+    for (const c of this.configs.values()) counts.set(c.namespace, (counts.get(c.namespace) ?? 0) + 1)
+    return counts
+  }
+
   get size(): number {
     return this.configs.size
   }

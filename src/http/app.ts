@@ -16,9 +16,12 @@ import { type ClusterRouteDeps, registerClusterRoutes } from './routes/cluster.j
 import { registerConfigRoutes } from './routes/config.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
+import { COMPAT_PREFIXES, registerCompatRoutes } from './compat/index.js'
 
 export interface AppDeps extends NamingRouteDeps, ClusterRouteDeps {
   config: ConfigService
+  /** host:port of every node, for Nacos clients (operator/servers, /nacos/serverlist); default: this node. */
+  clientAddresses?: readonly string[]
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
 }
@@ -101,6 +104,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const handler = route.handler
     const url = route.url
     const always = url === '/readyz' || url === '/healthz'
+    // The Nacos and Eureka adapters answer in their own formats whatever the client accepts.
+    const negotiates = !COMPAT_PREFIXES.some((prefix) => url.startsWith(prefix))
     route.handler = function checkedHandler(request, reply) {
       if (access) {
         request.accessRoute = url
@@ -108,7 +113,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       }
       // An Accept header we cannot answer is refused before anything runs: found only when the
       // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
-      wantsProtobuf(request)
+      if (negotiates) wantsProtobuf(request)
       if (closing && !always) throw new GraceError('UNAVAILABLE', 'the server is shutting down')
       return handler.call(this, request, reply)
     }
@@ -118,6 +123,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerNamingRoutes(app, deps)
   registerConfigRoutes(app, deps.config)
   registerClusterRoutes(app, deps)
+  registerCompatRoutes(app, { ...deps, ...(log ? { logger: log } : {}) })
   return app
 }
 

@@ -295,6 +295,19 @@ export class NamingService {
     return { count: matching.length, pageNo, pageSize, services: page.map(summarize) }
   }
 
+  /** Counts over every namespace, for monitoring (Nacos's operator/metrics) and namespace lists. */
+  stats(): { services: number; instances: number; healthyInstances: number; namespaces: ReadonlySet<string> } {
+    let instances = 0
+    let healthyInstances = 0
+    const namespaces = new Set<string>()
+    for (const entry of this.view.entries()) {
+      instances += entry.instanceCount()
+      healthyInstances += entry.healthyCount()
+      namespaces.add(entry.name.namespace)
+    }
+    return { services: this.view.size(), instances, healthyInstances, namespaces }
+  }
+
   private async hasPersistent(name: ServiceName, id: string): Promise<boolean> {
     await this.proxy.durableReadBarrier()
     return this.view.get(name)?.persistent.has(id) ?? false
