@@ -4,6 +4,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { ConfigService } from '../../config/service.js'
 import type { NamingService } from '../../naming/service.js'
+import { registerEureka } from './eureka/index.js'
 import { registerNacos } from './nacos/index.js'
 
 export const COMPAT_PREFIXES = ['/nacos/', '/eureka/'] as const
@@ -18,4 +19,5 @@ export interface CompatDeps {
 export function registerCompatRoutes(app: FastifyInstance, deps: CompatDeps): void {
   const servers = deps.clientAddresses && deps.clientAddresses.length > 0 ? ((list) => () => list)(deps.clientAddresses) : undefined
   registerNacos(app, { naming: deps.naming, config: deps.config, ...(servers ? { servers } : {}), ...(deps.logger ? { logger: deps.logger } : {}) })
+  registerEureka(app, { naming: deps.naming, ...(deps.logger ? { logger: deps.logger } : {}) })
 }
