@@ -272,6 +272,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     clusterStatus,
     clusterControl: log,
     ...(opts.adminSecret !== undefined ? { adminSecret: opts.adminSecret } : {}),
+    // For Nacos clients' server lists: where clients reach the members that are UP.
+    clientAddresses: () => clusterStatus().members.flatMap((m) => (m.state === 'UP' && m.clientAddress ? [m.clientAddress] : [])),
     ...(opts.logger ? { logger: opts.logger } : {}),
   })
   await app.ready()

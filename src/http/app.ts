@@ -20,8 +20,8 @@ import { COMPAT_PREFIXES, registerCompatRoutes } from './compat/index.js'
 
 export interface AppDeps extends NamingRouteDeps, ClusterRouteDeps {
   config: ConfigService
-  /** host:port of every node, for Nacos clients (operator/servers, /nacos/serverlist); default: this node. */
-  clientAddresses?: readonly string[]
+  /** host:port of every node that is up, for Nacos clients (operator/servers, /nacos/serverlist); empty: this node. */
+  clientAddresses?: () => readonly string[]
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
 }

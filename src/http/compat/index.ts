@@ -12,12 +12,11 @@ export const COMPAT_PREFIXES = ['/nacos/', '/eureka/'] as const
 export interface CompatDeps {
   naming: NamingService
   config: ConfigService
-  clientAddresses?: readonly string[]
+  clientAddresses?: () => readonly string[]
   logger?: { error(obj: object, msg: string): void }
 }
 
 export function registerCompatRoutes(app: FastifyInstance, deps: CompatDeps): void {
-  const servers = deps.clientAddresses && deps.clientAddresses.length > 0 ? ((list) => () => list)(deps.clientAddresses) : undefined
-  registerNacos(app, { naming: deps.naming, config: deps.config, ...(servers ? { servers } : {}), ...(deps.logger ? { logger: deps.logger } : {}) })
+  registerNacos(app, { naming: deps.naming, config: deps.config, ...(deps.clientAddresses ? { servers: deps.clientAddresses } : {}), ...(deps.logger ? { logger: deps.logger } : {}) })
   registerEureka(app, { naming: deps.naming, ...(deps.logger ? { logger: deps.logger } : {}) })
 }

@@ -12,7 +12,7 @@ import { registerNacosNaming } from './naming.js'
 export interface NacosDeps {
   naming: NamingService
   config: ConfigService
-  /** host:port of every node clients may use; undefined: this node's own address. */
+  /** host:port of every node clients may use; empty or absent: this node's own address. */
   servers?: () => readonly string[]
   logger?: { error(obj: object, msg: string): void }
 }
@@ -30,7 +30,10 @@ export function registerNacos(app: FastifyInstance, deps: NacosDeps): void {
         if (!selfAddress && request.socket?.localPort) selfAddress = `${hostOf(request.socket.localAddress)}:${request.socket.localPort}`
         done()
       })
-      const servers = deps.servers ?? (() => (selfAddress ? [selfAddress] : []))
+      const servers = (): readonly string[] => {
+        const known = deps.servers?.() ?? []
+        return known.length > 0 ? known : selfAddress ? [selfAddress] : []
+      }
 
       registerNacosNaming(scope, { naming: deps.naming, servers })
       registerNacosConfig(scope, deps.config)
