@@ -196,6 +196,12 @@ t.test('endpoint mode: the Nacos naming client gets its server list from /nacos/
   const c = await cluster(t)
   await c.leader()
   const endpoint = c.servers.get('n2')!.url.replace('http://', '')
+  // The list is the client addresses of the members that are UP: all three, once heartbeats ran.
+  const expected = c.ids.map((id) => c.servers.get(id)!.url.replace('http://', '')).sort()
+  await until('the server list to name every node', async () => {
+    const text = await (await fetch(`http://${endpoint}/nacos/serverlist`)).text()
+    return JSON.stringify(text.split('\r\n').sort()) === JSON.stringify(expected) || undefined
+  })
   // vipSrvRefInterMillis: its refresh loop checks for close() this often (default 30 s).
   const client = new NacosNamingClient({ logger: silent, endpoint, namespace: 'public', vipSrvRefInterMillis: 500 })
   client.on('error', noop)

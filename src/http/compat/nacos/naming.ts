@@ -152,7 +152,7 @@ function host(i: Instance): object {
   }
 }
 
-async function listOf(naming: NamingService, f: Fields, name: NacosService, clusters: string, healthyOnly: boolean, includeDisabled = false): Promise<InstanceList> {
+async function listOf(naming: NamingService, name: NacosService, clusters: string, healthyOnly: boolean, includeDisabled = false): Promise<InstanceList> {
   const query = parseInstanceQuery({
     namespace: name.namespace,
     group: name.group,
@@ -161,7 +161,6 @@ async function listOf(naming: NamingService, f: Fields, name: NacosService, clus
     healthyOnly: String(healthyOnly),
     includeDisabled: String(includeDisabled),
   })
-  void f
   return naming.listNow(query) ?? (await naming.list(query))
 }
 
@@ -204,7 +203,7 @@ export function registerNacosNaming(scope: FastifyInstance, { naming, servers }:
     const name = serviceOf(f)
     const cluster = parseCluster(text(f, 'cluster') ?? text(f, 'clusterName') ?? DEFAULT_CLUSTER)
     const { ip, port } = ipPort(f)
-    const list = await listOf(naming, f, name, cluster, textBool(f, 'healthyOnly', false), true)
+    const list = await listOf(naming, name, cluster, textBool(f, 'healthyOnly', false), true)
     const found = list.instances.find((i) => i.ip === ip && i.port === port)
     if (!found) fail('INSTANCE_NOT_FOUND', `no matched ip found! ${ip}:${port} in cluster ${cluster} of service ${name.grouped}`)
     return sendJson(reply, {
@@ -227,7 +226,7 @@ export function registerNacosNaming(scope: FastifyInstance, { naming, servers }:
     // clientIP, udpPort, app, tenant, env: accepted and unused (Grace pushes nothing over UDP).
     if (text(f, 'udpPort') !== undefined) textInteger(f, 'udpPort', 0, 65535, 0)
     const clusters = text(f, 'clusters') ?? ''
-    const list = await listOf(naming, f, name, clusters, textBool(f, 'healthyOnly', false))
+    const list = await listOf(naming, name, clusters, textBool(f, 'healthyOnly', false))
     return sendJson(reply, {
       name: name.grouped,
       groupName: name.group,
