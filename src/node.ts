@@ -26,6 +26,7 @@ import { instanceIdOf } from './naming/model.js'
 import { probe as networkProbe } from './naming/probe-io.js'
 import { NamingService } from './naming/service.js'
 import { NamingStateMachine } from './naming/state-machine.js'
+import { NamingPush } from './naming/push.js'
 import { NamingView } from './naming/view.js'
 import type { Database } from './storage/db.js'
 
@@ -85,6 +86,8 @@ export interface GraceNode {
   /** Ephemeral leases (beats, expiry, self-preservation) and the probes of persistent instances. */
   readonly leases: ClientLeases
   readonly prober: HealthProber
+  /** Naming watches and deltas. */
+  readonly push: NamingPush
   /**
    * In a cluster, once the peer transport runs: loads the ephemeral data from a peer and starts
    * Distro. Call before taking client traffic. Standalone: nothing to do.
@@ -98,6 +101,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const logger: Logger = opts.logger ?? silentLogger
   const view = new NamingView(opts.clock.now() * 1000, () => opts.clock.now())
   const health = opts.health ?? HEALTH_DEFAULTS
+  // Before anything loads into the view, so that the delta log sees every change.
+  const push = new NamingPush(view, { clock: opts.clock })
   const configState = new ConfigStateMachine({ db: opts.db, logger })
   const stateMachine = new CompositeStateMachine({ naming: new NamingStateMachine(opts.db, view), config: configState })
   const nodeId = opts.nodeId ?? 'n1'
@@ -269,6 +274,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const app = buildApp({
     naming,
     config,
+    push,
     clusterStatus,
     clusterControl: log,
     ...(opts.adminSecret !== undefined ? { adminSecret: opts.adminSecret } : {}),
@@ -299,6 +305,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
     },
     leases,
     prober,
+    push,
     async startEphemeral() {
       // Heartbeats first: loading waits for a peer that is UP.
       membership?.start()

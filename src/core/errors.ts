@@ -38,7 +38,8 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, summary: 'The Content-Type is neither application/json nor application/x-protobuf.' },
   // 429: a server-side limit.
   TOO_MANY_LISTENERS: { status: 429, summary: 'The server holds as many long-poll listeners as it allows; retry later.' },
-  LIMIT_EXCEEDED: { status: 429, summary: 'A count or size limit is reached: instances per service or per client, the bytes of the instances of one client, services, configs.' },
+  TOO_MANY_WATCHERS: { status: 429, summary: 'The server holds as many naming watches as it allows (10,000); retry later, or on another node.' },
+  LIMIT_EXCEEDED: { status: 429, summary: 'A count or size limit is reached: instances per service or per client, the bytes of the instances of one client, services, configs, services in one delta answer.' },
   // 5xx: the server cannot answer now.
   INTERNAL: { status: 500, summary: 'A bug in Grace. The log has the details.' },
   UNAVAILABLE: { status: 503, summary: 'The server is starting, shutting down, or cannot reach its storage, the leader or the node responsible for the client; retry.' },

@@ -49,6 +49,23 @@ export const LIMITS = {
   maxListeners: 10_000,
   defaultListenTimeoutMs: 30_000,
   maxListenTimeoutMs: 120_000,
+  /**
+   * Naming watches (POST /v1/ns/watch): watches held at once per node, services per watch, the
+   * hold time, the body, and the instances one answer carries inline (past it, changed lists
+   * are named without their instances and the client reads them with GET).
+   */
+  maxWatchers: 10_000,
+  maxWatchItems: 1000,
+  defaultWatchTimeoutMs: 30_000,
+  maxWatchTimeoutMs: 120_000,
+  maxWatchBodyBytes: 1024 * 1024,
+  maxWatchAnswerInstances: 20_000,
+  /**
+   * Delta fetch (GET /v1/ns/delta): service changes remembered per node (older ones make a
+   * delta fall back to everything), and services one answer may carry.
+   */
+  maxDeltaChanges: 100_000,
+  maxDeltaServices: 10_000,
   /** CP log: proposals written per fsync, and proposals waiting for one. */
   maxProposalsPerBatch: 1024,
   maxPendingProposals: 16_384,

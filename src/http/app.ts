@@ -17,11 +17,15 @@ import { registerConfigRoutes } from './routes/config.js'
 import { registerHealthRoutes } from './routes/health.js'
 import { type NamingRouteDeps, registerNamingRoutes } from './routes/naming.js'
 import { COMPAT_PREFIXES, registerCompatRoutes } from './compat/index.js'
+import { registerWatchRoutes } from './routes/watch.js'
+import type { NamingPush } from '../naming/push.js'
 
 export interface AppDeps extends NamingRouteDeps, ClusterRouteDeps {
   config: ConfigService
   /** host:port of every node that is up, for Nacos clients (operator/servers, /nacos/serverlist); empty: this node. */
   clientAddresses?: () => readonly string[]
+  /** Naming watches and deltas (POST /v1/ns/watch, GET /v1/ns/delta); absent: no such routes. */
+  push?: NamingPush
   /** pino logger for request lines and errors; omit for silence (tests). */
   logger?: PinoLogger
 }
@@ -71,6 +75,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.addHook('preClose', (done) => {
     closing = true
     deps.config.releaseAll()
+    deps.push?.releaseAll()
     const sweep = setInterval(() => app.server.closeIdleConnections(), 20)
     sweep.unref()
     app.server.once('close', () => clearInterval(sweep))
@@ -124,6 +129,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerConfigRoutes(app, deps.config)
   registerClusterRoutes(app, deps)
   registerCompatRoutes(app, { ...deps, ...(log ? { logger: log } : {}) })
+  if (deps.push) registerWatchRoutes(app, deps.push)
   return app
 }
 

@@ -81,6 +81,7 @@ export class NamingView {
   private readonly probed = new Set<string>()
   /** Grows on every change to persistent instances or service records (what probing depends on). */
   private durable = 0
+  private readonly changeListeners: ((name: ServiceName, revision: number) => void)[] = []
 
   /**
    * Revisions start from the clock in microseconds, so that they keep growing across restarts
@@ -126,6 +127,19 @@ export class NamingView {
       }
     }
     return dropped
+  }
+
+  /** The newest revision handed to any service. */
+  get revision(): number {
+    return this.lastRevision
+  }
+
+  /**
+   * Calls fn synchronously after every change of a service (its new revision; the service may be
+   * gone). For watches and push (naming/push.ts): fn must be quick and must not throw.
+   */
+  onChange(fn: (name: ServiceName, revision: number) => void): void {
+    this.changeListeners.push(fn)
   }
 
   get(name: ServiceName): ServiceEntry | undefined {
@@ -255,6 +269,7 @@ export class NamingView {
       entry.emptySince = this.now()
       this.empty.add(serviceKey(entry.name))
     }
+    for (const fn of this.changeListeners) fn(entry.name, entry.revision)
   }
 }
 
