@@ -2,7 +2,8 @@
 // for the server's leases): registration, heartbeats and re-registration, lookups, balancers,
 // push, failover and the disk cache.
 
-import { mkdtempSync, rmSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -144,4 +145,27 @@ t.test('close deregisters what the client registered', async (t) => {
   t.same((await n.call('GET', '/v1/ns/instances?service=bye')).json().instances, [])
   t.same((await n.call('GET', '/v1/ns/instances?service=bye-db')).json().instances, [])
   await t.rejects(c.getAllInstances('bye'), { code: 'CLOSED' })
+})
+
+t.test('SIGTERM: the SDK deregisters everything, then the process exits as the signal would have it', async (t) => {
+  const { n, url } = await serve(t)
+  const dir = tmp(t)
+  const script = join(dir, 'app.mjs')
+  const sdk = join(import.meta.dirname, '..', '..', 'src', 'sdk', 'index.js')
+  writeFileSync(
+    script,
+    `import { NamingClient } from ${JSON.stringify(sdk)}\n` +
+      `const c = new NamingClient({ servers: [${JSON.stringify(url)}], cacheDir: false, memberRefreshMs: 0 })\n` +
+      `await c.registerInstance('sig', { ip: '10.5.0.1', port: 1 })\n` +
+      `await c.registerInstance('sig', { ip: '10.5.0.2', port: 1 })\n` +
+      `console.log('registered')\n` +
+      `setInterval(() => {}, 1000)\n`,
+  )
+  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = new Promise<string | number>((r) => child.on('close', (code, signal) => r(signal ?? code ?? -1)))
+  await new Promise<void>((resolve) => child.stdout!.on('data', (d) => String(d).includes('registered') && resolve()))
+  t.equal((await n.call('GET', '/v1/ns/instances?service=sig')).json().instances.length, 2)
+  child.kill('SIGTERM')
+  t.equal(await exited, 'SIGTERM', 'the process ends by the signal, as without the SDK')
+  t.same((await n.call('GET', '/v1/ns/instances?service=sig')).json().instances, [], 'deregistered before it exited')
 })
