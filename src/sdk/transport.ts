@@ -111,10 +111,11 @@ export class Transport extends EventEmitter {
 
   /**
    * Reads the members from the cluster and adds their client addresses. Tolerates the shapes a
-   * node may answer: { voters, learners, addresses } (peer addresses only: nothing to learn), or
-   * a `members` list whose entries carry a client address (clientAddress, clientUrl,
-   * httpAddress or url). Learned servers the cluster no longer lists are dropped; configured
-   * ones always stay.
+   * node may answer: { voters, learners, addresses } alone (older nodes: peer addresses only,
+   * nothing to learn), or with a `members` list whose entries carry a client address
+   * (`clientAddress`; clientUrl, httpAddress or url are taken too). Members DOWN or not ready
+   * are left out. Learned servers the cluster no longer lists are dropped; configured ones
+   * always stay.
    */
   async refreshMembers(timeoutMs: number): Promise<readonly string[]> {
     const answer = await this.request<unknown>({ method: 'GET', path: '/v1/cluster/members', timeoutMs })
@@ -246,6 +247,8 @@ function clientAddressesOf(answer: unknown): string[] | undefined {
   for (const m of members) {
     if (m === null || typeof m !== 'object') continue
     const r = m as Record<string, unknown>
+    // A member known to be down, or still loading, is no server to move to.
+    if (r.state === 'DOWN' || r.ready === false) continue
     const address = [r.clientAddress, r.clientUrl, r.httpAddress, r.url].find((v) => typeof v === 'string')
     if (typeof address !== 'string') continue
     try {

@@ -112,8 +112,20 @@ t.test('member discovery: today\'s answer keeps the list; a members list with cl
   const transport = new Transport({ servers: [seed], maxAttempts: 2, logger: silentSdkLogger })
   t.teardown(() => transport.destroy())
   t.same(await transport.refreshMembers(1000), [seed], 'peer addresses are not client addresses: nothing learned')
-  answer = { members: [{ id: 'n1', clientAddress: '127.0.0.1:8848' }, { id: 'n2', clientUrl: 'http://127.0.0.1:8858' }, { id: 'n3', peerAddress: 'x' }, 'junk'] }
-  t.same(await transport.refreshMembers(1000), [seed, 'http://127.0.0.1:8848', 'http://127.0.0.1:8858'])
+  answer = {
+    voters: ['n1', 'n2', 'n3', 'n4'],
+    learners: [],
+    addresses: {},
+    members: [
+      { id: 'n1', state: 'UP', ready: true, clientAddress: '127.0.0.1:8848', peerAddress: '127.0.0.1:9848' },
+      { id: 'n2', clientUrl: 'http://127.0.0.1:8858' },
+      { id: 'n3', state: 'DOWN', ready: true, clientAddress: '127.0.0.1:8868' },
+      { id: 'n4', state: 'UP', ready: false, clientAddress: '127.0.0.1:8878' },
+      { id: 'n5', clientAddress: null, peerAddress: 'x' },
+      'junk',
+    ],
+  }
+  t.same(await transport.refreshMembers(1000), [seed, 'http://127.0.0.1:8848', 'http://127.0.0.1:8858'], 'UP and ready members (or of unknown state) only')
   answer = { members: [{ id: 'n2', clientAddress: '127.0.0.1:8858' }] }
   t.same(await transport.refreshMembers(1000), [seed, 'http://127.0.0.1:8858'], 'learned servers that left are dropped; seeds stay')
 })

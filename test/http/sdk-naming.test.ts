@@ -161,7 +161,11 @@ t.test('SIGTERM: the SDK deregisters everything, then the process exits as the s
       `console.log('registered')\n` +
       `setInterval(() => {}, 1000)\n`,
   )
-  const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // Without tap's process-info hook, which tap adds to every node it sees spawned (through
+  // NODE_OPTIONS): the hook listens to SIGTERM in the child, and a process where something else
+  // listens to the signal is left to exit by itself (docs/sdk.md). `exec` keeps the pid.
+  const child = spawn('/bin/sh', ['-c', 'exec env -u NODE_OPTIONS "$0" "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => void child.kill('SIGKILL'))
   const exited = new Promise<string | number>((r) => child.on('close', (code, signal) => r(signal ?? code ?? -1)))
   await new Promise<void>((resolve) => child.stdout!.on('data', (d) => String(d).includes('registered') && resolve()))
   t.equal((await n.call('GET', '/v1/ns/instances?service=sig')).json().instances.length, 2)
