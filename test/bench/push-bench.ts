@@ -74,9 +74,8 @@ async function main(): Promise<void> {
   try {
     progress('starting 3 nodes')
     // Each kept as soon as it runs, so that one failing to start does not leave the others behind.
-    await Promise.all(ids.map((id) => startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET]).then((s) => void servers.push(s))))
-    servers.sort((a, b) => a.url.localeCompare(b.url))
-    const urls = servers.map((s) => s.url)
+    const byId = await Promise.all(ids.map((id) => startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET]).then((s) => (servers.push(s), s))))
+    const urls = byId.map((s) => s.url)
     for (let i = 0; i < 100; i++) {
       const roles = await Promise.all(urls.map(async (u) => (await request(`${u}/v1/cluster/status`, 'GET')).body.role))
       if (roles.includes('leader')) break
