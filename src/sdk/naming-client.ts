@@ -374,7 +374,16 @@ export class NamingClient {
     sub = { key, group: opts.group ?? this.session.options.group, service, clusters: normClusters(opts.clusters), listeners: new Set(), followed: true, state: undefined, version: 0, ready: undefined }
     this.subs.set(key, sub)
     const s = sub
-    sub.ready = this.refreshSub(s, true)
+    sub.ready = this.refreshSub(s, true).catch((err) => {
+      // The server refused the service (a bad name, say): follow it no longer, or every watch
+      // after this one would be refused with it.
+      if (this.subs.get(key) === s) {
+        this.subs.delete(key)
+        s.followed = false
+        this.watchAbort?.abort()
+      }
+      throw err
+    })
     // The running watch does not carry the new service: start it again with it.
     this.watchAbort?.abort()
     this.startWatch()

@@ -63,6 +63,10 @@ t.test('register (ephemeral and persistent), look up, pick, deregister', async (
   await t.rejects(c.selectOneHealthyInstance('nobody'), { code: 'NO_INSTANCE' })
   t.ok(GraceClientError)
   await t.rejects(c.registerInstance('orders', { ip: 'not-an-ip', port: 1 }), { code: 'INVALID_IP', status: 400 })
+  // A refused service is not followed, so the watch of the others goes on.
+  await t.rejects(c.getAllInstances('bad@@name'), { code: 'INVALID_NAME' })
+  await c.registerInstance('orders', { ip: '10.0.0.3', port: 8080 })
+  await eventually('the watch to go on after a refused service', async () => (await c.getAllInstances('orders')).length === 2)
 })
 
 t.test('subscribe: the listener hears the current list, then every change, by push', async (t) => {
