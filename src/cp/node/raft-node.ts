@@ -88,6 +88,9 @@ const PROPOSE = 'raft.propose'
 const FORWARD_RETRY_FIRST_MS = 25
 const FORWARD_RETRY_MAX_MS = 400
 const CHANGE_MEMBERSHIP = 'raft.changeMembership'
+/** How long the leader keeps trying a membership change it cannot take yet, and how often. */
+const CONFIG_RETRY_MS = 2_000
+const CONFIG_RETRY_PAUSE_MS = 25
 const TRANSFER_LEADERSHIP = 'raft.transferLeadership'
 const READ_INDEX = 'raft.readIndex'
 const SNAPSHOT_CHUNK = 'raft.snapshotChunk'
@@ -260,7 +263,27 @@ export class RaftNode implements ReplicatedLog {
     return Object.fromEntries(this.addressesOf(this.raft.currentMembership()))
   }
 
-  private changeMembershipLocally(change: ConfigChange): Promise<Membership> {
+  /**
+   * A change the leader cannot take yet because it has not committed an entry of its term (just
+   * elected, or just handed the leadership) or another change is still committing: both clear
+   * within a round trip or two, so the leader tries again for a while (CONFIG_RETRY_MS) rather
+   * than answer 503 to a request that would succeed a moment later.
+   */
+  private async changeMembershipLocally(change: ConfigChange): Promise<Membership> {
+    const deadline = this.clock.now() + Math.min(CONFIG_RETRY_MS, this.requestTimeoutMs)
+    for (;;) {
+      try {
+        return await this.proposeMembership(change)
+      } catch (err) {
+        const pending = err instanceof GraceError && (err as GraceError & { raftReason?: string }).raftReason === 'configPending'
+        if (!pending || this.closed || this.clock.now() + CONFIG_RETRY_PAUSE_MS >= deadline) throw err
+        await new Promise<void>((resolve) => this.clock.setTimer(CONFIG_RETRY_PAUSE_MS, resolve))
+        if (this.raft.softState().role !== 'leader') throw unavailable('leadership changed while the membership change waited; retry')
+      }
+    }
+  }
+
+  private proposeMembership(change: ConfigChange): Promise<Membership> {
     this.checkOpen()
     if (change.op === 'addLearner' || change.op === 'setAddress') {
       const current = this.raft.currentMembership()
@@ -278,7 +301,9 @@ export class RaftNode implements ReplicatedLog {
     try {
       index = this.raft.proposeConfigChange(change)
     } catch (err) {
-      return Promise.reject(toGraceError(err))
+      const mapped = toGraceError(err)
+      if (err instanceof RaftError) Object.assign(mapped, { raftReason: err.reason })
+      return Promise.reject(mapped)
     }
     const term = this.raft.softState().term
     return new Promise((resolve, reject) => {
