@@ -6,16 +6,7 @@
 import t from 'tap'
 import { cluster } from '../helpers/cluster.js'
 import { request } from '../helpers/process.js'
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+import { eventually } from '../helpers/eventually.js'
 
 const CLIENTS = 30
 

@@ -5,16 +5,9 @@ import { type Server, type Socket, createServer } from 'node:net'
 import t from 'tap'
 import { cluster } from '../helpers/cluster.js'
 import { request } from '../helpers/process.js'
+import { eventually as eventuallyEvery } from '../helpers/eventually.js'
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
+const eventually = <T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> => eventuallyEvery(what, probe, timeoutMs, 100)
 
 t.test('the leader probes; when it dies the new leader takes the probes over', async (t) => {
   // The target: a TCP port on this machine that counts the probes it accepts.

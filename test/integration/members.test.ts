@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ADMIN, type Cluster, cluster } from '../helpers/cluster.js'
 import { type ServerProcess, request, startServer } from '../helpers/process.js'
+import { eventually } from '../helpers/eventually.js'
 
 const PERIOD_MS = 1_000
 
@@ -31,16 +32,6 @@ interface Members {
   learners: string[]
   addresses: Record<string, string>
   members: Member[]
-}
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 const url = (c: Cluster, id: string) => c.servers.get(id)!.url

@@ -8,22 +8,13 @@ import { join } from 'node:path'
 import t from 'tap'
 import { ADMIN, SECRET, cluster } from '../helpers/cluster.js'
 import { request, startServer } from '../helpers/process.js'
+import { eventually } from '../helpers/eventually.js'
 
 interface Members {
   voters: string[]
   learners: string[]
   addresses: Record<string, string>
   members: { id: string; state: string; kind: string | null; clientAddress: string | null }[]
-}
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
 }
 
 t.test('a node joins (by a snapshot), is promoted once caught up, takes the leadership; another is removed', async (t) => {
