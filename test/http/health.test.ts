@@ -4,10 +4,10 @@
 // shows.
 
 import { type Server as HttpServer, createServer as createHttpServer } from 'node:http'
-import { type Server, type Socket, createServer } from 'node:net'
 import t, { type Test } from 'tap'
 import { grace } from '../../src/gen/proto.js'
 import { type TestNode, startTestNode } from '../helpers/node.js'
+import { tcpTarget } from '../helpers/tcp-target.js'
 
 const PB = 'application/x-protobuf'
 
@@ -28,32 +28,6 @@ async function probeFor(n: TestNode, ms: number): Promise<void> {
 async function healthOf(n: TestNode, service: string, port: number): Promise<boolean | undefined> {
   const res = await n.call('GET', `/v1/ns/instances?service=${service}`)
   return (res.json().instances as { port: number; healthy: boolean }[]).find((i) => i.port === port)?.healthy
-}
-
-/** A TCP target on loopback that can be stopped and started again on its port. */
-async function tcpTarget(t: Test) {
-  let server: Server | null = null
-  const sockets = new Set<Socket>()
-  let port = 0
-  const up = async () => {
-    server = createServer((s) => {
-      sockets.add(s)
-      s.on('error', () => {})
-      s.on('close', () => sockets.delete(s))
-    })
-    await new Promise<void>((r) => server!.listen(port, '127.0.0.1', r))
-    port = (server.address() as { port: number }).port
-  }
-  const down = async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise((r) => server!.close(r))
-    server = null
-  }
-  await up()
-  t.teardown(async () => {
-    if (server) await down()
-  })
-  return { port, up, down }
 }
 
 async function persistentService(n: TestNode, service: string, healthCheck: object): Promise<void> {
