@@ -2,7 +2,7 @@
 // drive the app through inject(), main.ts listens.
 
 import { Buffer } from 'node:buffer'
-import { STATUS_CODES } from 'node:http'
+import { type IncomingMessage, STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger as PinoLogger } from 'pino'
@@ -72,11 +72,23 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // says NOT_READY), and connections are closed as soon as they fall idle, so that close()
   // need not wait out the keep-alive timeouts of connections that were busy when it began.
   let closing = false
+  // Connections that never sent a request are not idle to node (closeIdleConnections leaves them)
+  // and no timeout applies to them: one silent connection (a port scan, a balancer's TCP check)
+  // kept a stopping server up indefinitely. They are closed on shutdown too.
+  const silent = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    silent.add(socket)
+    socket.once('close', () => silent.delete(socket))
+  })
+  app.server.on('request', (req: IncomingMessage) => silent.delete(req.socket))
   app.addHook('preClose', (done) => {
     closing = true
     deps.config.releaseAll()
     deps.push?.releaseAll()
-    const sweep = setInterval(() => app.server.closeIdleConnections(), 20)
+    const sweep = setInterval(() => {
+      app.server.closeIdleConnections()
+      for (const socket of silent) socket.destroy()
+    }, 20)
     sweep.unref()
     app.server.once('close', () => clearInterval(sweep))
     done()

@@ -3,6 +3,7 @@
 
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 import { request, startServer } from '../helpers/process.js'
@@ -78,12 +79,20 @@ t.test('SIGTERM stops the server cleanly, and it restarts on the same data', asy
   for (const port of [1, 2]) await request(`${server.url}/v1/ns/instances`, 'POST', { service: 'kept', ip: '10.1.0.1', port, ephemeral: false })
   // A long-poll held when the signal comes is answered (empty) rather than cut or waited out.
   const held = request(`${server.url}/v1/cs/configs/listen`, 'POST', { items: [{ dataId: 'nothing', md5: '' }], timeoutMs: 60_000 })
+  // A connection that never sends a request (a port scan, a balancer's TCP check) does not keep
+  // the server up: node counts it neither idle nor busy, and no timeout applies to it.
+  const silent = connect(Number(new URL(server.url).port), '127.0.0.1')
+  silent.on('error', () => {})
+  await new Promise((r) => silent.on('connect', r))
+  const silentClosed = new Promise((r) => silent.on('close', r))
   await new Promise((r) => setTimeout(r, 200))
   const started = Date.now()
   server.child.kill('SIGTERM')
   t.same((await held).body, { changed: [] })
   t.equal(await server.exited, 0, 'exit code 0')
   t.ok(Date.now() - started < 5000, `stopped in ${Date.now() - started} ms`)
+  await silentClosed
+  t.pass('the silent connection was closed by the server')
   t.ok(server.logs.some((l) => l.msg === 'stopped'), 'logged its stop')
   const requestLines = server.logs.filter((l) => l.msg === 'request')
   t.ok(requestLines.length >= 2, 'one log line per request')
