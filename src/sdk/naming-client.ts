@@ -21,21 +21,10 @@ import { GraceClientError } from './errors.js'
 import type { ClientOptions } from './options.js'
 import { Session, backoffMs, sleep } from './session.js'
 import { untilExit } from './exit.js'
+import type { Instance } from '../naming/model.js'
 
-export interface Instance {
-  readonly namespace: string
-  readonly group: string
-  readonly service: string
-  readonly cluster: string
-  readonly ip: string
-  readonly port: number
-  readonly weight: number
-  readonly enabled: boolean
-  readonly healthy: boolean
-  readonly ephemeral: boolean
-  readonly metadata: Readonly<Record<string, string>>
-  readonly clientId: string
-}
+/** An instance as the server answers it: the server's own model, shared rather than restated. */
+export type { Instance } from '../naming/model.js'
 
 /** What registerInstance takes; absent fields take the client's defaults. */
 export interface InstanceSpec {
