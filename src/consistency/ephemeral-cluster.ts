@@ -44,6 +44,14 @@ export interface EphemeralClusterOptions {
    * clients. Call membersChanged() when the answer may have changed.
    */
   isUp(peer: NodeId): boolean
+  /**
+   * Whether a peer holds a full copy, as its latest heartbeat said. A member owns clients only
+   * once it does: one still loading (restarted, or just added) would answer "not registered" for
+   * the clients it took over. Default: always.
+   */
+  hasCopy?(peer: NodeId): boolean
+  /** Called when a node that joined has loaded its copy (to tell the members at once). */
+  loaded?(): void
 }
 
 const encoder = new TextEncoder()
@@ -56,6 +64,9 @@ export class EphemeralCluster implements EphemeralOwners {
   private clusterSize = 1
   private cancelCheck: Cancel | null = null
   private started = false
+  /** Started with --join and not yet loaded: see start(). */
+  private joining = false
+  private joinLoad: Promise<void> | null = null
 
   constructor(private readonly opts: EphemeralClusterOptions) {
     // Nobody until the first check: the store too starts with no members, so the first check
@@ -96,6 +107,26 @@ export class EphemeralCluster implements EphemeralOwners {
 
   /** Loads a copy of the AP data from a peer, then starts syncing and checking the members. */
   async start(): Promise<void> {
+    if (this.opts.members().length === 0) {
+      // A new node waiting to be added (--join) has no membership yet, and the members refuse its
+      // connections until they have added it: it loads its copy once it is a member, and owns
+      // nothing before (or it would answer "not registered" for the clients it takes over).
+      this.joining = true
+      this.opts.logger.info('ephemeral data: loading a copy once this node is added to the cluster')
+    } else {
+      await this.loadCopy()
+      this.store.start()
+    }
+    this.started = true
+    this.checkMembers()
+    const loop = () => {
+      this.checkMembers()
+      this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
+    }
+    this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
+  }
+
+  private async loadCopy(): Promise<void> {
     // The peer connections are being set up: give them a moment, or a restarted node would find
     // nobody to load from and serve nothing until the next verify round.
     const peers = this.opts.members().filter((id) => id !== this.opts.self)
@@ -107,14 +138,17 @@ export class EphemeralCluster implements EphemeralOwners {
     this.store.setMembers(peers.filter((id) => this.opts.isUp(id)))
     const loaded = await this.store.load()
     this.opts.logger.info({ clients: this.store.size(), loaded }, loaded ? 'ephemeral data loaded from a peer' : 'no peer answered; starting with no ephemeral data')
-    this.store.start()
-    this.started = true
-    this.checkMembers()
-    const loop = () => {
+  }
+
+  /** A joining node has just been added: it loads its copy, then takes its share of the clients. */
+  private loadAfterJoining(): void {
+    this.joinLoad ??= this.loadCopy().then(() => {
+      if (!this.started) return
+      this.joining = false
+      this.store.start()
       this.checkMembers()
-      this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
-    }
-    this.cancelCheck = this.opts.clock.setTimer(MEMBERSHIP_CHECK_MS, loop)
+      this.opts.loaded?.()
+    })
   }
 
   /** A member's state changed: work out the healthy members now rather than at the next check. */
@@ -154,8 +188,12 @@ export class EphemeralCluster implements EphemeralOwners {
   /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */
   private checkMembers(): void {
     const members = this.opts.members()
+    if (this.joining) {
+      if (members.includes(this.opts.self)) this.loadAfterJoining()
+      return
+    }
     this.clusterSize = Math.max(1, members.length)
-    const healthy = members.filter((id) => id === this.opts.self || this.opts.isUp(id))
+    const healthy = members.filter((id) => id === this.opts.self || (this.opts.isUp(id) && (this.opts.hasCopy?.(id) ?? true)))
     if (!healthy.includes(this.opts.self)) healthy.push(this.opts.self)
     healthy.sort()
     if (healthy.length === this.healthy.length && healthy.every((id, i) => id === this.healthy[i])) return

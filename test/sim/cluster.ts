@@ -308,8 +308,10 @@ class Kv {
     if (this.results.has(cmd.op)) return { cmd, output: this.results.get(cmd.op) }
     const i = cmd.input
     let output: boolean | undefined
-    if (i.kind === 'put') this.data.set(i.key, i.value)
-    else if (i.kind === 'cas') {
+    if (i.kind === 'put') {
+      if (i.value === null) this.data.delete(i.key)
+      else this.data.set(i.key, i.value)
+    } else if (i.kind === 'cas') {
       output = (this.data.get(i.key) ?? null) === i.expect
       if (output) this.data.set(i.key, i.value)
     } else throw new Error(`a read in the log: ${e.data}`)

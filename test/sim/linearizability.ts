@@ -20,7 +20,8 @@
 //   A read with an unknown outcome constrains nothing and is dropped.
 
 export type KvInput =
-  | { readonly kind: 'put'; readonly key: string; readonly value: string }
+  /** value null: a delete. */
+  | { readonly kind: 'put'; readonly key: string; readonly value: string | null }
   | { readonly kind: 'get'; readonly key: string }
   | { readonly kind: 'cas'; readonly key: string; readonly expect: string | null; readonly value: string }
 
