@@ -35,15 +35,6 @@ export function beatIntervalOf(instances: readonly Instance[]): number {
  * its first timeout less one beat interval, i.e. it has missed a beat and will expire within one
  * interval unless a beat comes; at least half the timeout, whatever the metadata says.
  */
-function suspectAfterMs(record: ClientRecord): number {
-  // Records are immutable: worked out once per record, not once per sweep.
-  let ms = suspectCache.get(record)
-  if (ms === undefined) suspectCache.set(record, (ms = suspectAfter(record.instances)))
-  return ms
-}
-
-const suspectCache = new WeakMap<ClientRecord, number>()
-
 function suspectAfter(instances: readonly Instance[]): number {
   let first = Infinity
   for (const i of instances) first = Math.min(first, override(i, 'unhealthyAfterMs'), override(i, 'removeAfterMs'))
@@ -51,8 +42,46 @@ function suspectAfter(instances: readonly Instance[]): number {
   return Math.max(first - beatIntervalOf(instances), first / 2)
 }
 
+/**
+ * The longest silence that leaves the record as it is (expire() returns it unchanged): below the
+ * first timeout of its instances while all are healthy. A record with an unhealthy instance may
+ * change at any silence (a takeover can make it healthy again), so it is always looked at.
+ */
+function unchangedUpTo(instances: readonly Instance[]): number {
+  let first = Infinity
+  for (const i of instances) {
+    if (!i.healthy) return -Infinity
+    first = Math.min(first, override(i, 'unhealthyAfterMs'), override(i, 'removeAfterMs'))
+  }
+  return first
+}
+
+/**
+ * One client's lease. The sweep visits every owned client each second, so what it needs of the
+ * client's record (immutable; a change is a new object) is worked out once per record and kept
+ * here: with tens of thousands of clients, redoing it per sweep was a tenth of the server's CPU
+ * on the benchmark's register run (docs/benchmarks.md).
+ */
+class Lease {
+  /** The record the two limits below were worked out for; undefined: not yet. */
+  record: ClientRecord | undefined = undefined
+  unchangedUpTo = 0
+  suspectAfter = 0
+
+  constructor(public last: number) {}
+
+  /** Brings the limits up to date with the client's current record. */
+  track(record: ClientRecord): void {
+    if (this.record === record) return
+    this.record = record
+    this.unchangedUpTo = unchangedUpTo(record.instances)
+    this.suspectAfter = suspectAfter(record.instances)
+  }
+}
+
 export class ClientLeases {
-  private readonly lastBeat = new Map<string, number>()
+  /** The leases of the owned clients, with their last beat. */
+  private readonly leases = new Map<string, Lease>()
   /** Owned clients that took their first expiry step since their last beat. */
   private readonly expired = new Set<string>()
   private preservation: SelfPreservation | null = null
@@ -93,7 +122,12 @@ export class ClientLeases {
    */
   refreshAll(clientIds: Iterable<string>): void {
     const now = this.clock.now()
-    for (const id of clientIds) if (this.store.get(id)) this.lastBeat.set(id, Math.max(this.lastBeat.get(id) ?? now, now))
+    for (const id of clientIds) {
+      if (!this.store.get(id)) continue
+      const lease = this.leases.get(id)
+      if (lease) lease.last = Math.max(lease.last, now)
+      else this.leases.set(id, new Lease(now))
+    }
   }
 
   /**
@@ -103,13 +137,13 @@ export class ClientLeases {
    */
   takeOver(clientIds: Iterable<string>): void {
     const now = this.clock.now()
-    for (const id of clientIds) if (!this.lastBeat.has(id) && this.store.get(id)) this.lastBeat.set(id, now)
+    for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.leases.set(id, new Lease(now))
   }
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
     for (const id of clientIds) {
-      this.lastBeat.delete(id)
+      this.leases.delete(id)
       this.expired.delete(id)
     }
   }
@@ -129,7 +163,10 @@ export class ClientLeases {
 
   /** Renews the client's lease; instances marked unhealthy by a missed beat are healthy again. */
   renew(clientId: string): void {
-    this.lastBeat.set(clientId, this.clock.now())
+    const now = this.clock.now()
+    const lease = this.leases.get(clientId)
+    if (lease) lease.last = now
+    else this.leases.set(clientId, new Lease(now))
     this.expired.delete(clientId)
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
@@ -138,7 +175,7 @@ export class ClientLeases {
   }
 
   forget(clientId: string): void {
-    this.lastBeat.delete(clientId)
+    this.leases.delete(clientId)
     this.expired.delete(clientId)
   }
 
@@ -153,18 +190,19 @@ export class ClientLeases {
     const changes: ClientRecord[] = []
     let clients = 0
     let expiring = 0
-    for (const [clientId, last] of this.lastBeat) {
+    for (const [clientId, lease] of this.leases) {
       const record = this.store.get(clientId)
       if (!record || !this.owns(clientId)) {
-        this.lastBeat.delete(clientId)
+        this.leases.delete(clientId)
         this.expired.delete(clientId)
         continue
       }
       clients++
-      const silent = now - last
-      const next = expire(record, silent)
+      lease.track(record)
+      const silent = now - lease.last
+      const next = silent > lease.unchangedUpTo ? expire(record, silent) : record
       if (next !== record) changes.push(next)
-      if (preservation && !this.expired.has(clientId) && (next !== record || silent > suspectAfterMs(record))) expiring++
+      if (preservation && !this.expired.has(clientId) && (next !== record || silent > lease.suspectAfter)) expiring++
     }
     if (preservation) {
       const { allowed, transition } = preservation.decide(now, clients, expiring)
@@ -173,7 +211,7 @@ export class ClientLeases {
       // The pause stopped the clocks: a client still silent now may simply not have had its turn
       // to beat since the fault healed, so every client gets a full timeout from here.
       if (transition === 'resumed') {
-        for (const clientId of this.lastBeat.keys()) this.lastBeat.set(clientId, now)
+        for (const lease of this.leases.values()) lease.last = now
         return
       }
     }
@@ -187,7 +225,7 @@ export class ClientLeases {
       }
       if (next.instances.length === 0) {
         this.store.remove(clientId)
-        this.lastBeat.delete(clientId)
+        this.leases.delete(clientId)
         this.expired.delete(clientId)
         removed++
       } else {
