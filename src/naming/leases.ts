@@ -174,6 +174,11 @@ export class ClientLeases {
     }
   }
 
+  /** When the client last beat, as this node's lease says; undefined: no lease here. */
+  lastBeatOf(clientId: string): number | undefined {
+    return this.leases.get(clientId)?.last
+  }
+
   forget(clientId: string): void {
     this.leases.delete(clientId)
     this.expired.delete(clientId)

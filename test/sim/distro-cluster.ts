@@ -322,7 +322,7 @@ class Simulation {
       const gone = (prev?.instances ?? []).filter((i) => !(next?.instances ?? []).some((j) => instanceKey(j) === instanceKey(i)))
       if (gone.length > 0) {
         // For the trace: who this node thinks owns the client, and the lease it holds for it.
-        const lease = (leases as unknown as { lastBeat: Map<string, number> }).lastBeat.get(clientId)
+        const lease = leases.lastBeatOf(clientId)
         this.trace(
           `${node.id}#${inc} ${origin === 'local' ? 'removes' : 'takes a removal of'} ${gone.map((i) => `${i.ip}:${i.port}`).join(', ')} of ${clientId} ` +
             `(v${prev?.version} -> ${next ? `v${next.version}` : 'gone'}; owner here ${cluster.store.ownerOf(clientId)}, lease here ${lease === undefined ? 'none' : `${((lease - this.start) / 1000).toFixed(3)}s`})`,
