@@ -7,6 +7,13 @@ import { LIMITS } from './limits.js'
 
 export type Fields = Record<string, unknown>
 
+// Node 20 has String.prototype.isWellFormed (ES2024); tsconfig's target (es2017) does not know it.
+declare global {
+  interface String {
+    isWellFormed(): boolean
+  }
+}
+
 /** The request's fields: a JSON object, or the object a protobuf message decoded to. */
 export function asFields(body: unknown, what = 'body'): Fields {
   if (body === undefined || body === null) return {}
@@ -116,17 +123,23 @@ export function shortText(value: unknown, field: string, maxBytes: number, fallb
 export function stringMap(value: unknown, field: string, maxBytes: number): Record<string, string> {
   if (value === undefined || value === null) return {}
   if (typeof value !== 'object' || Array.isArray(value)) fail('INVALID_METADATA', `${field} must be an object of strings`)
-  const out: Record<string, string> = Object.create(null)
+  // A plain object filled by assignment, as `{ ...map }` compiles (Object.assign): a key
+  // "__proto__" is dropped (its setter ignores a string) rather than becoming a prototype. Going
+  // through a null-prototype copy first cost about 6 times as much for a 50-key map.
+  const out: Record<string, string> = {}
+  const keys = Object.keys(value)
   let bytes = 0
-  for (const [k, v] of Object.entries(value)) {
+  for (const k of keys) {
+    const v = (value as Record<string, unknown>)[k]
     if (typeof v !== 'string') fail('INVALID_METADATA', `${field}.${k} must be a string`)
     if (k === '') fail('INVALID_METADATA', `${field} has an empty key`)
-    if (LONE_SURROGATE.test(k) || LONE_SURROGATE.test(v)) fail('INVALID_METADATA', `${field}.${k} has an unpaired UTF-16 surrogate`)
+    // isWellFormed: no lone surrogate (LONE_SURROGATE's test), without a regular expression.
+    if (!k.isWellFormed() || !v.isWellFormed()) fail('INVALID_METADATA', `${field}.${k} has an unpaired UTF-16 surrogate`)
     bytes += Buffer.byteLength(k, 'utf8') + Buffer.byteLength(v, 'utf8')
     if (bytes > maxBytes) fail('INVALID_METADATA', `${field} is over ${maxBytes} bytes`)
     out[k] = v
   }
-  return { ...out }
+  return out
 }
 
 /** Paging from a query string: pageNo from 1, pageSize up to the limit. */

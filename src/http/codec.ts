@@ -60,3 +60,19 @@ export function send(request: FastifyRequest, reply: FastifyReply, type: Message
   if (wantsProtobuf(request)) return reply.type(PROTOBUF_TYPE).send(encodeProtobuf(type, value))
   return reply.type(JSON_TYPE).send(JSON.stringify(value))
 }
+
+/** An answer that is always the same, encoded once in both forms. */
+export interface ConstantAnswer {
+  readonly json: string
+  readonly protobuf: Buffer
+}
+
+export function constantAnswer(type: MessageType, value: object): ConstantAnswer {
+  return { json: JSON.stringify(value), protobuf: encodeProtobuf(type, value) }
+}
+
+/** send() for a constant answer: no encoding per request (registrations answer this way). */
+export function sendConstant(request: FastifyRequest, reply: FastifyReply, answer: ConstantAnswer): FastifyReply {
+  if (wantsProtobuf(request)) return reply.type(PROTOBUF_TYPE).send(answer.protobuf)
+  return reply.type(JSON_TYPE).send(answer.json)
+}

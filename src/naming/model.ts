@@ -89,6 +89,11 @@ export function instanceIdOf(i: Pick<Instance, 'cluster' | 'ip' | 'port'>): stri
   return instanceId(i.cluster, i.ip, i.port)
 }
 
+/** Whether a and b name the same instance: same service, cluster, ip and port. */
+export function sameSlot(a: ServiceName & Pick<Instance, 'cluster' | 'ip' | 'port'>, b: ServiceName & Pick<Instance, 'cluster' | 'ip' | 'port'>): boolean {
+  return a.port === b.port && a.ip === b.ip && a.cluster === b.cluster && a.service === b.service && a.group === b.group && a.namespace === b.namespace
+}
+
 export function kindName(ephemeral: boolean): string {
   return ephemeral ? 'ephemeral' : 'persistent'
 }

@@ -229,6 +229,7 @@ export class NamingPush {
 
   private changed(name: ServiceName, revision: number): void {
     this.changes.add(name, revision)
+    if (this.byService.size === 0) return
     const set = this.byService.get(serviceKey(name))
     if (!set) return
     const key = serviceKey(name)
@@ -337,7 +338,9 @@ class DeltaLog {
 
   add(name: ServiceName, revision: number): void {
     this.revisions.push(revision)
-    this.names.push({ namespace: name.namespace, group: name.group, service: name.service })
+    // The view's own name object (immutable, one per service), not a copy: a copy per change
+    // kept up to `max` objects alive for the garbage collector to move and mark.
+    this.names.push(name)
     if (this.revisions.length - this.head > this.max) {
       this.forgottenUpTo = this.revisions[this.head]!
       this.head++

@@ -20,6 +20,7 @@ import {
   instanceIdOf,
   kindName,
   probeCheckOf,
+  sameSlot,
   serviceKey,
 } from './model.js'
 import type { NamingCommand } from './state-machine.js'
@@ -139,7 +140,7 @@ export class NamingService {
         await this.owners!.forward(owner, { op: 'update', ref, patch })
         return
       }
-      this.changeClient(ephemeral.clientId, (instances) => instances.map((i) => (sameInstance(i, ref) ? { ...i, ...patch } : i)))
+      this.changeClient(ephemeral.clientId, (instances) => instances.map((i) => (sameSlot(i, ref) ? { ...i, ...patch } : i)))
       return
     }
     if (!(await this.hasPersistent(ref, instanceId(ref.cluster, ref.ip, ref.port)))) {
@@ -228,7 +229,7 @@ export class NamingService {
     const clientId = this.beatClientId(request)
     const ref = request.instance
     const record = this.proxy.readEphemeral(clientId)
-    if (!record || (ref && !record.instances.some((i) => sameInstance(i, ref)))) {
+    if (!record || (ref && !record.instances.some((i) => sameSlot(i, ref)))) {
       return { clientBeatInterval: record ? beatIntervalOf(record.instances) : BEAT_DEFAULTS.intervalMs, registered: false }
     }
     this.leases.renew(record.clientId)
@@ -322,8 +323,8 @@ export class NamingService {
 
   private deregisterEphemeral(ref: InstanceRef, fromClient?: string): { deleted: boolean } {
     const clientId = fromClient ?? this.view.get(ref)?.ephemeral.get(instanceId(ref.cluster, ref.ip, ref.port))?.clientId
-    if (clientId === undefined || !this.proxy.readEphemeral(clientId)?.instances.some((i) => sameInstance(i, ref))) return { deleted: false }
-    this.changeClient(clientId, (instances) => instances.filter((i) => !sameInstance(i, ref)))
+    if (clientId === undefined || !this.proxy.readEphemeral(clientId)?.instances.some((i) => sameSlot(i, ref))) return { deleted: false }
+    this.changeClient(clientId, (instances) => instances.filter((i) => !sameSlot(i, ref)))
     return { deleted: true }
   }
 
@@ -342,14 +343,15 @@ export class NamingService {
     // wins. The other client may be owned elsewhere: its owner removes the instance from it.
     if (previous && previous.clientId !== instance.clientId) {
       const owner = this.ownerElsewhere(previous.clientId, false)
-      if (owner === null) this.changeClient(previous.clientId, (instances) => instances.filter((i) => !sameInstance(i, instance)))
+      if (owner === null) this.changeClient(previous.clientId, (instances) => instances.filter((i) => !sameSlot(i, instance)))
       // Not awaited: the registration stands either way; should this fail, the old client's
       // copy goes when that client stops beating.
       else void this.owners!.forward(owner, { op: 'deregister', ref: instance, clientId: previous.clientId }).catch(() => {})
     }
-    const registered: Instance = { ...instance, healthy: true }
+    // Registering makes an instance healthy; most arrive so (the default), and need no copy.
+    const registered: Instance = instance.healthy ? instance : { ...instance, healthy: true }
     this.changeClient(instance.clientId, (instances) => {
-      const others = instances.filter((i) => !sameInstance(i, instance))
+      const others = instances.filter((i) => !sameSlot(i, instance))
       if (others.length >= LIMITS.maxInstancesPerClient) {
         fail('LIMIT_EXCEEDED', `client ${instance.clientId} holds ${LIMITS.maxInstancesPerClient} instances, the most allowed`)
       }
@@ -410,9 +412,6 @@ function probedNotManual(ref: InstanceRef): never {
   )
 }
 
-function sameInstance(i: Instance, ref: InstanceRef): boolean {
-  return i.port === ref.port && i.ip === ref.ip && i.cluster === ref.cluster && i.service === ref.service && i.group === ref.group && i.namespace === ref.namespace
-}
 
 function kindConflict(name: ServiceName, serviceIsEphemeral: boolean): never {
   const kind = kindName(serviceIsEphemeral)

@@ -68,9 +68,11 @@ export function parseWeight(value: unknown): number | undefined {
   return value
 }
 
+const BEAT_METADATA_KEYS = Object.values(BEAT_METADATA)
+
 export function parseMetadata(value: unknown): Record<string, string> {
   const metadata = stringMap(value, 'metadata', LIMITS.maxMetadataBytes)
-  for (const key of Object.values(BEAT_METADATA)) {
+  for (const key of BEAT_METADATA_KEYS) {
     const v = metadata[key]
     if (v === undefined) continue
     if (!/^\d{1,9}$/.test(v) || Number(v) < 100 || Number(v) > MAX_BEAT_OVERRIDE_MS) {
@@ -85,8 +87,13 @@ export function parseInstance(f: Fields): Instance {
   const ephemeral = bool(f.ephemeral, 'ephemeral', true)
   const ip = parseIp(f.ip)
   const port = parsePort(f.port)
+  const { namespace, group, service } = parseServiceName(f)
+  // One literal rather than a spread of the name: every registration's instance record is
+  // built here, and a literal gives them all one shape (see tsconfig.json on spreads).
   return {
-    ...parseServiceName(f),
+    namespace,
+    group,
+    service,
     cluster: parseCluster(f.cluster),
     ip,
     port,

@@ -8,7 +8,7 @@
 // would keep it), so each node drops it from its own memory, without a log entry.
 
 import { createHash } from 'node:crypto'
-import { type Instance, type ProbeCheck, type ServiceMeta, type ServiceName, instanceIdOf, serviceKey } from './model.js'
+import { type Instance, type ProbeCheck, type ServiceMeta, type ServiceName, instanceIdOf, sameSlot, serviceKey } from './model.js'
 import type { InstanceQuery } from './validate.js'
 
 /** How long a service with no instances and no record is kept. */
@@ -177,12 +177,15 @@ export class NamingView {
 
   /** Brings a client's ephemeral instances from prev to next: records are immutable, so unchanged instances are the same objects. */
   applyClientChange(clientId: string, prev: readonly Instance[], next: readonly Instance[]): void {
-    const staying = new Set(next.map((i) => serviceKey(i) + '\u001f' + instanceIdOf(i)))
+    // Most clients hold a few instances (every registration and beat comes here): comparing them
+    // pairwise is cheaper than building a key string and a set for each; sets for large clients.
+    const small = prev.length * next.length <= 64
+    const staying = small ? undefined : new Set(next.map(slotKey))
     for (const i of prev) {
-      if (!staying.has(serviceKey(i) + '\u001f' + instanceIdOf(i))) this.removeInstance(i, instanceIdOf(i), true, clientId)
+      if (!(staying ? staying.has(slotKey(i)) : holdsSlot(next, i))) this.removeInstance(i, instanceIdOf(i), true, clientId)
     }
-    const unchanged = new Set(prev)
-    for (const i of next) if (!unchanged.has(i)) this.putInstance(i)
+    const unchanged = small ? undefined : new Set(prev)
+    for (const i of next) if (!(unchanged ? unchanged.has(i) : prev.includes(i))) this.putInstance(i)
   }
 
   /** Sets or (undefined: the service was deleted) removes the service's record. */
@@ -271,6 +274,17 @@ export class NamingView {
     }
     for (const fn of this.changeListeners) fn(entry.name, entry.revision)
   }
+}
+
+/** Where an instance sits: its service and its identity in it. */
+function slotKey(i: Instance): string {
+  return serviceKey(i) + '\u001f' + instanceIdOf(i)
+}
+
+/** Whether one of `list` sits where `i` does (slotKey equal, without building it). */
+function holdsSlot(list: readonly Instance[], i: Instance): boolean {
+  for (const o of list) if (sameSlot(o, i)) return true
+  return false
 }
 
 function compareInstances(a: Instance, b: Instance): number {

@@ -22,7 +22,7 @@ import {
   parseServicePatch,
 } from '../../naming/validate.js'
 import type { InstanceList } from '../../naming/view.js'
-import { JSON_TYPE, type MessageType, PROTOBUF_TYPE, encodeProtobuf, readBody, send, wantsProtobuf } from '../codec.js'
+import { JSON_TYPE, type MessageType, PROTOBUF_TYPE, constantAnswer, encodeProtobuf, readBody, send, sendConstant, wantsProtobuf } from '../codec.js'
 
 export interface NamingRouteDeps {
   naming: NamingService
@@ -42,15 +42,15 @@ const {
   UpdateInstanceRequest,
 } = grace.v1
 
-const ACK_OK = { ok: true }
+const ACK_OK = constantAnswer(Ack, { ok: true })
 
 export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRouteDeps): void {
   // Registration and query answer without a promise when they can (ephemeral data), as these
   // two are most of a registry's traffic.
   app.post('/v1/ns/instances', (request, reply) => {
     const pending = naming.registerNow(parseInstance(readBody(request, Instance)))
-    if (!pending) return send(request, reply, Ack, ACK_OK)
-    return pending.then(() => send(request, reply, Ack, ACK_OK))
+    if (!pending) return sendConstant(request, reply, ACK_OK)
+    return pending.then(() => sendConstant(request, reply, ACK_OK))
   })
 
   app.delete('/v1/ns/instances', async (request, reply) => {
@@ -62,7 +62,7 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
   const updateInstance = async (request: FastifyRequest, reply: FastifyReply) => {
     const { ref, patch } = parseInstancePatch(unwrapMetadata(request, readBody(request, UpdateInstanceRequest)))
     await naming.update(ref, patch)
-    return send(request, reply, Ack, { ok: true })
+    return sendConstant(request, reply, ACK_OK)
   }
   app.patch('/v1/ns/instances', updateInstance)
   app.put('/v1/ns/instances', updateInstance)
@@ -71,13 +71,13 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
     const { fields, fromQuery } = bodyOrQueryFrom(request, InstanceHealthRequest)
     const { ref, healthy } = parseInstanceHealth(fields, fromQuery)
     await naming.setHealth(ref, healthy)
-    return send(request, reply, Ack, { ok: true })
+    return sendConstant(request, reply, ACK_OK)
   })
 
   app.put('/v1/ns/clusters', async (request, reply) => {
     const { ref, healthCheck } = parseClusterSettings(readBody(request, ClusterSettings))
     await naming.putCluster(ref, healthCheck)
-    return send(request, reply, Ack, { ok: true })
+    return sendConstant(request, reply, ACK_OK)
   })
 
   app.get('/v1/ns/clusters', async (request, reply) => {
@@ -117,13 +117,13 @@ export function registerNamingRoutes(app: FastifyInstance, { naming }: NamingRou
 
   app.post('/v1/ns/services', async (request, reply) => {
     await naming.createService(parseServiceCreate(unwrapMetadata(request, readBody(request, Service))))
-    return send(request, reply, Ack, { ok: true })
+    return sendConstant(request, reply, ACK_OK)
   })
 
   app.patch('/v1/ns/services', async (request, reply) => {
     const { name: service, patch } = parseServicePatch(unwrapMetadata(request, readBody(request, Service)))
     await naming.updateService(service, patch)
-    return send(request, reply, Ack, { ok: true })
+    return sendConstant(request, reply, ACK_OK)
   })
 
   app.delete('/v1/ns/services', async (request, reply) => {
