@@ -250,8 +250,9 @@ export class NamingService {
    * Ephemeral data is AP: this node's view is the answer.
    */
   listNow(query: InstanceQuery): InstanceList | undefined {
-    if (!query.stale && this.view.get(query)?.kind() !== true) return undefined
-    return this.view.list(query)
+    const entry = this.view.get(query)
+    if (!query.stale && entry?.kind() !== true) return undefined
+    return this.view.list(query, entry)
   }
 
   async createService(meta: ServiceMeta): Promise<void> {

@@ -258,8 +258,11 @@ export function parseInstanceQuery(q: Fields): InstanceQuery {
     if (clusters.length === 0) fail('INVALID_ARGUMENT', 'clusters names no cluster')
     if (clusters.length > LIMITS.maxClusterFilter) fail('INVALID_ARGUMENT', `at most ${LIMITS.maxClusterFilter} clusters`)
   }
+  const { namespace, group, service } = parseServiceName(q)
   return {
-    ...parseServiceName(q),
+    namespace,
+    group,
+    service,
     clusters,
     healthyOnly: queryBool(q.healthyOnly, 'healthyOnly', false),
     includeDisabled: queryBool(q.includeDisabled, 'includeDisabled', false),

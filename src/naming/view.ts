@@ -212,9 +212,8 @@ export class NamingView {
     }
   }
 
-  /** The answer to a query, built once per service revision and filter. */
-  list(query: InstanceQuery): InstanceList {
-    const entry = this.get(query)
+  /** The answer to a query, built once per service revision and filter; `entry`: the caller looked the service up already. */
+  list(query: InstanceQuery, entry: ServiceEntry | undefined = this.get(query)): InstanceList {
     if (!entry) {
       return { namespace: query.namespace, group: query.group, service: query.service, revision: 0, checksum: checksumOf([]), instances: [], protectThresholdReached: false }
     }
