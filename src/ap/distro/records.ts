@@ -147,7 +147,23 @@ export function writeClient(held: Versioned | undefined, clientId: string, insta
     for (const r of before.removals ?? []) if (!written.has(r.key)) removals.push(r)
   }
   // Something changed, so an instance or a removal carries `version`, the newest of all.
-  return { clientId, version, instances, stamps, removals: boundRemovals(removals), floor }
+  return { clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor }
+}
+
+/**
+ * Stamps as a record keeps them: none when every instance was written at the record's version
+ * (stampAt reads that as the version), which is every single-instance client and every fresh
+ * registration. A held record is kept for each client on every node, so the array and its boxed
+ * numbers (versions are above 2^31) cost memory per client for nothing, and bytes on every sync.
+ */
+export function compactStamps(stamps: number[], version: number): number[] | undefined {
+  for (const s of stamps) if (s !== version) return stamps
+  return undefined
+}
+
+/** Removals bounded as boundRemovals does, and none rather than an empty list (as compactStamps). */
+function compactRemovals(removals: InstanceRemoval[]): InstanceRemoval[] | undefined {
+  return removals.length === 0 ? undefined : boundRemovals(removals)
 }
 
 interface MergeEntry {
@@ -223,7 +239,7 @@ export function mergeClient(held: Versioned | undefined, incoming: Versioned): V
   const merged: Versioned =
     instances.length === 0
       ? tombstone(held.clientId, floor, boundRemovals(removals))
-      : { clientId: held.clientId, version, instances, stamps, removals: boundRemovals(removals), floor }
+      : { clientId: held.clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor }
   // The bound on removals can drop exactly what incoming added: then nothing changed after all.
   if (capped && isTombstone(merged) === isTombstone(held) && fingerprint(merged) === fingerprint(held)) return null
   return merged

@@ -106,6 +106,16 @@ export class Replica implements LocalView {
     return mapIter(this.live.values(), (e) => e.record)
   }
 
+  /** Every live client's id. */
+  liveIds(): IterableIterator<string> {
+    return this.live.keys()
+  }
+
+  /** Every tombstoned client's id, oldest stored first. */
+  *tombstoneIds(): IterableIterator<string> {
+    for (const [id] of this.tombs.entries()) yield id
+  }
+
   /** The live clients this node is responsible for. */
   *owned(): IterableIterator<ClientState> {
     const idx = this.owners.get(this.self)

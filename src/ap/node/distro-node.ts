@@ -517,6 +517,10 @@ export class DistroNode implements EphemeralStore {
   private onVerify(from: NodeId, payload: Uint8Array): Uint8Array {
     const remote = decodeSummary(payload, this.replica.buckets)
     if (remote.owner !== from) throw new GraceError('INVALID_ARGUMENT', `malformed distro message: ${from} sent a summary for ${remote.owner}`)
+    // A node still loading would find nearly every bucket differing and pull what the load is
+    // bringing anyway, competing with it for the CPU and the owner (twice the work at startup).
+    // The owner's next round, once this node is loaded, repairs whatever the copy missed.
+    if (!this.ready) return encodeObject({ differing: 0, ignored: true })
     // Comparing is meaningful only when both sides count the same clients as the sender's; while
     // this node does not see the sender as healthy, its summary of the sender is empty.
     if (!this.replica.members().includes(from)) return encodeObject({ differing: 0, ignored: true })
@@ -629,8 +633,8 @@ export class DistroNode implements EphemeralStore {
     let session: LoadSession | undefined
     if (id === null) {
       const ids: string[] = []
-      for (const r of this.replica.records()) ids.push(r.clientId)
-      for (const t of this.replica.exact(null).removed.keys()) ids.push(t)
+      for (const id of this.replica.liveIds()) ids.push(id)
+      for (const id of this.replica.tombstoneIds()) ids.push(id)
       while (this.sessions.size >= MAX_LOAD_SESSIONS) this.sessions.delete(this.sessions.keys().next().value as string)
       id = `${this.self}/${this.nextSession++}`
       session = { ids, lastUsed: now }

@@ -1,0 +1,161 @@
+// `node dist/test/bench/ap-micro.js [--instances N] [--reps N] [--only load|write]`
+//
+// In-process CPU measures of the AP layer's hot paths, steady on a busy machine where the
+// wall-clock benchmark (ap-bench.ts) is not: process CPU time (user + system) per operation,
+// median of several repetitions, everything in one process over an in-memory transport that
+// copies every payload, as a socket would.
+//
+// - load: a node holding N clients (one instance each, 4 services, the metadata of the bench's
+//   load phase) hands a full copy to a starting node wired as createGraceNode wires it (the
+//   naming view and its push log subscribed). CPU of both sides together, and the wall time.
+// - write: a local registration on its owner in a 3-node group, with the sync batches it makes
+//   applied on the two peers (each peer with a naming view), one write per coalescing window
+//   (the 1-connection case) and many per window (the loaded case). CPU per write, all three
+//   nodes together.
+
+import { parseArgs } from 'node:util'
+import type { ClientRecord } from '../../src/ap/store.js'
+import { DistroNode, type DistroTransport } from '../../src/ap/node/distro-node.js'
+import { ManualClock, SystemClock, type Clock } from '../../src/core/clock.js'
+import { silentLogger } from '../../src/core/logger.js'
+import { BEAT_METADATA, type Instance } from '../../src/naming/model.js'
+import { NamingPush } from '../../src/naming/push.js'
+import { NamingView } from '../../src/naming/view.js'
+
+const { values: opts } = parseArgs({
+  options: {
+    instances: { type: 'string', default: '100000' },
+    reps: { type: 'string', default: '5' },
+    only: { type: 'string' },
+  },
+})
+const N = Number(opts.instances)
+const REPS = Number(opts.reps)
+
+/** Peers in one process: each call runs the handler on a later turn, with copies of the bytes. */
+class MemoryNet {
+  private readonly handlers = new Map<string, Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>>()
+
+  transport(self: string): DistroTransport {
+    const mine = new Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>()
+    this.handlers.set(self, mine)
+    return {
+      call: async (to, method, payload) => {
+        const h = this.handlers.get(to)?.get(method)
+        if (!h) throw new Error(`${to} does not serve ${method}`)
+        await new Promise((r) => setImmediate(r))
+        const answer = await h(self, Uint8Array.prototype.slice.call(payload))
+        await new Promise((r) => setImmediate(r))
+        return Uint8Array.prototype.slice.call(answer)
+      },
+      onCall: (method, handler) => {
+        mine.set(method, handler)
+      },
+    }
+  }
+}
+
+function instance(k: number): Instance {
+  const ip = `10.0.${(k >> 8) & 255}.${k & 255}`
+  const port = 20_000 + (k >> 16)
+  return {
+    namespace: 'public',
+    group: 'DEFAULT_GROUP',
+    service: `bench-load-${k % 4}`,
+    cluster: 'DEFAULT',
+    ip,
+    port,
+    weight: 1,
+    enabled: true,
+    healthy: true,
+    ephemeral: true,
+    metadata: { [BEAT_METADATA.unhealthyAfterMs]: '3600000', [BEAT_METADATA.removeAfterMs]: '3600000' },
+    clientId: `${ip}:${port}`,
+  }
+}
+
+function cpuMs(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+
+function node(net: MemoryNet, self: string, members: string[], clock: Clock): { node: DistroNode; view: NamingView } {
+  const n = new DistroNode({ self, transport: net.transport(self), clock, random: Math.random, logger: silentLogger, members })
+  const view = new NamingView(clock.now() * 1000, () => clock.now())
+  new NamingPush(view, { clock })
+  n.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+  return { node: n, view }
+}
+
+async function benchLoad(): Promise<void> {
+  const clock = new SystemClock()
+  const net = new MemoryNet()
+  const src = node(net, 'a', ['a'], clock).node
+  src.start()
+  for (let k = 0; k < N; k++) {
+    const i = instance(k)
+    src.put({ clientId: i.clientId, version: 0, instances: [i] })
+  }
+  const cpu: number[] = []
+  const wall: number[] = []
+  for (let r = 0; r < REPS; r++) {
+    const dst = node(net, `b${r}`, ['a'], clock)
+    globalThis.gc?.()
+    const c0 = cpuMs()
+    const t0 = performance.now()
+    const ok = await dst.node.load()
+    wall.push(performance.now() - t0)
+    cpu.push(cpuMs() - c0)
+    if (!ok || dst.node.size() !== N) throw new Error(`load got ${dst.node.size()} of ${N}`)
+    dst.node.stop()
+    console.log(`load rep ${r}: ${cpu[r]!.toFixed(0)} ms CPU, ${wall[r]!.toFixed(0)} ms wall`)
+  }
+  console.log(`load of ${N}: median ${median(cpu).toFixed(0)} ms CPU (${((median(cpu) * 1000) / N).toFixed(1)} µs/record), ${median(wall).toFixed(0)} ms wall`)
+  src.stop()
+}
+
+/**
+ * Writes on the owner of a 3-node group, their syncs applied by two peers. `perWindow` writes go
+ * into each coalescing window before the clock moves past it.
+ */
+async function benchWrite(perWindow: number, writes: number): Promise<number> {
+  const clock = new ManualClock(Date.now())
+  const net = new MemoryNet()
+  const ids = ['a', 'b', 'c']
+  const nodes = ids.map((id) => node(net, id, ids, clock).node)
+  for (const n of nodes) n.start()
+  const owner = nodes[0]!
+  let k = 0
+  const round = async (count: number): Promise<void> => {
+    for (let done = 0; done < count; ) {
+      for (let j = 0; j < perWindow && done < count; j++, done++) {
+        const i = instance(k++)
+        owner.put({ clientId: i.clientId, version: 0, instances: [i] })
+      }
+      clock.advance(10)
+      // Let the sync calls and their answers go round.
+      for (let s = 0; s < 6; s++) await new Promise((r) => setImmediate(r))
+    }
+  }
+  await round(Math.min(writes, 2000)) // warm up
+  const c0 = cpuMs()
+  await round(writes)
+  const us = ((cpuMs() - c0) * 1000) / writes
+  if (nodes[1]!.size() !== k || nodes[2]!.size() !== k) throw new Error(`peers hold ${nodes[1]!.size()}, ${nodes[2]!.size()} of ${k}`)
+  for (const n of nodes) n.stop()
+  return us
+}
+
+if (!opts.only || opts.only === 'load') await benchLoad()
+if (!opts.only || opts.only === 'write') {
+  for (const perWindow of [1, 64]) {
+    const us: number[] = []
+    for (let r = 0; r < REPS; r++) us.push(await benchWrite(perWindow, perWindow === 1 ? 5000 : 50_000))
+    console.log(`write, ${perWindow} per sync window: median ${median(us).toFixed(1)} µs CPU per write, 3 nodes (${us.map((u) => u.toFixed(1)).join(' ')})`)
+  }
+}
