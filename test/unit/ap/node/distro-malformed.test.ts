@@ -3,15 +3,16 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import { METHODS, encodeItem, parseItem } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, decodeItemsMessage, encodeItemsMessage, itemBytes } from '../../../../src/ap/node/distro-messages.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { fingerprint, instanceKey, mergeClient, writeClient } from '../../../../src/ap/distro/records.js'
-import { isTombstone, tombstone, type Versioned } from '../../../../src/ap/distro/types.js'
+import { isTombstone, tombstone, type ClientState, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, record } from '../distro/fixtures.js'
 import { FakeCallError, flush, makeCluster, run, stateOf } from './fake-network.js'
 
 const enc = new TextEncoder()
 const json = (o: unknown) => enc.encode(JSON.stringify(o))
+const wire = (items: Versioned[]) => JSON.parse(new TextDecoder().decode(encodeItemsMessage(items))) as { s: string[]; items: unknown[] }
 
 t.test('malformed peer messages are refused without changing state', async (t) => {
   const clock = new ManualClock()
@@ -28,38 +29,54 @@ t.test('malformed peer messages are refused without changing state', async (t) =
   const eventsBefore = c.events.get('b')!.length
 
   const good = record('fresh', 5)
+  // The wire form (distro-messages.ts): a string table, and each item a list; `bad` sends the
+  // good record with one thing broken.
+  const w = wire([good])
+  const G = w.items[0] as unknown[]
+  const bad1 = (patch: (it: any[]) => void, s: unknown[] = w.s) => {
+    const it = structuredClone(G) as any[]
+    patch(it)
+    return json({ s, items: [it] })
+  }
+  const badName = w.s.slice()
+  badName[(G as any)[3][0][0]] = 'bad\u0001name'
   const bad: [string, string, Uint8Array][] = [
     ['sync', 'not JSON', enc.encode('{"items":[')],
     ['sync', 'invalid UTF-8', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
-    ['sync', 'an array body', json([good])],
-    ['sync', 'items not a list', json({ items: 'x' })],
-    ['sync', 'a persistent instance', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), ephemeral: false }] }] })],
-    ['sync', "another client's instance", json({ items: [{ ...good, instances: [instance('other', 1)] }] })],
-    ['sync', 'a negative version', json({ items: [{ ...good, version: -1 }] })],
-    ['sync', 'a fractional version', json({ items: [{ ...good, version: 1.5 }] })],
-    ['sync', 'a version past 2^53', json({ items: [{ ...good, version: 2 ** 60 }] })],
-    ['sync', 'an empty client id', json({ items: [{ ...good, clientId: '' }] })],
-    ['sync', 'removed: false', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: false }] })],
-    ['sync', 'a bad port', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), port: 70000 }] }] })],
-    ['sync', 'a bad ip', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), ip: 'nope' }] }] })],
-    ['sync', 'metadata not strings', json({ items: [{ ...good, instances: [{ ...instance('fresh', 1), metadata: { k: 1 } }] }] })],
+    ['sync', 'an array body', json([G])],
+    ['sync', 'items not a list', json({ s: w.s, items: 'x' })],
+    ['sync', 'no string table', json({ items: [G] })],
+    ['sync', 'a table entry that is not a string', json({ s: [...w.s, 7], items: [G] })],
+    ['sync', 'a string index out of range', bad1((it) => (it[3][0][0] = 99))],
+    ['sync', 'an invalid name', bad1(() => {}, badName)],
+    ['sync', 'an item that is not a list', json({ s: w.s, items: [{ ...good }] })],
+    ['sync', 'an item of the wrong length', bad1((it) => it.pop())],
+    ['sync', 'an instance of the wrong length', bad1((it) => it[3][0].push(1))],
+    ['sync', 'bad flags', bad1((it) => (it[3][0][7] = 4))],
+    ['sync', 'a negative version', bad1((it) => (it[1] = -1))],
+    ['sync', 'a fractional version', bad1((it) => (it[1] = 1.5))],
+    ['sync', 'a version past 2^53', bad1((it) => (it[1] = 2 ** 60))],
+    ['sync', 'an empty client id', bad1((it) => (it[0] = ''))],
+    ['sync', 'a bad port', bad1((it) => (it[3][0][5] = 70000))],
+    ['sync', 'a bad ip', bad1((it) => (it[3][0][4] = 'nope'))],
+    ['sync', 'metadata not a list of pairs', bad1((it) => (it[3][0][8] = [0]))],
+    ['sync', 'a metadata key twice', bad1((it) => (it[3][0][8] = [0, 1, 0, 2]))],
     // Atomic: a valid first item must not be applied when a later one is bad.
-    ['sync', 'a good item then a bad one', json({ items: [good, { clientId: 'm1', version: 'soon' }] })],
-    ['sync', 'a client twice', json({ items: [good, good] })],
-    ['push', 'a tombstone with instances', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, instances: [] }] })],
-    ['sync', 'a record with no instances', json({ items: [{ ...good, instances: [] }] })],
-    ['sync', 'an instance twice', json({ items: [{ ...good, instances: [instance('fresh', 1), instance('fresh', 1)] }] })],
-    ['sync', 'a stamp per instance missing', json({ items: [{ ...good, stamps: [] }] })],
-    ['sync', 'a stamp above the version', json({ items: [{ ...good, stamps: [6] }] })],
-    ['sync', 'a version above every stamp', json({ items: [{ ...good, stamps: [4] }] })],
-    ['sync', 'a stamp at the floor', json({ items: [{ ...good, stamps: [5], floor: 5 }] })],
-    ['sync', 'a removal above the version', json({ items: [{ ...good, stamps: [5], removals: [['k', 6]] }] })],
-    ['sync', 'a removal of a held instance', json({ items: [{ ...good, stamps: [4], removals: [[instanceKey(good.instances[0]!), 5]] }] })],
-    ['sync', 'removals not newest first', json({ items: [{ ...good, stamps: [3], removals: [['k1', 4], ['k2', 5]] }] })],
-    ['sync', 'a removal that is not a pair', json({ items: [{ ...good, stamps: [5], removals: [['k']] }] })],
-    ['sync', 'too many removals', json({ items: [{ ...good, stamps: [5], removals: Array.from({ length: DISTRO_LIMITS.maxRemovalsPerClient + 1 }, (_, i) => [`k${i}`, 4]) }] })],
-    ['push', 'a tombstone removal at its floor', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, removals: [['k', 2 ** 50]] }] })],
-    ['push', 'a tombstone with stamps', json({ items: [{ clientId: 'm1', version: 2 ** 50, removed: true, stamps: [] }] })],
+    ['sync', 'a good item then a bad one', json({ s: w.s, items: [G, ['m1', 'soon', 0, [], 0, 0]] })],
+    ['sync', 'a client twice', json({ s: w.s, items: [G, G] })],
+    ['push', 'a tombstone with removals that are not a list', json({ s: [], items: [['m1', 2 ** 50, 'x']] })],
+    ['sync', 'a record with no instances', bad1((it) => (it[3] = []))],
+    ['sync', 'an instance twice', bad1((it) => (it[3] = [it[3][0], it[3][0]]))],
+    ['sync', 'a stamp per instance missing', bad1((it) => (it[4] = []))],
+    ['sync', 'a stamp above the version', bad1((it) => (it[4] = [6]))],
+    ['sync', 'a version above every stamp', bad1((it) => (it[4] = [4]))],
+    ['sync', 'a stamp at the floor', bad1((it) => ((it[4] = [5]), (it[2] = 5)))],
+    ['sync', 'a removal above the version', bad1((it) => ((it[4] = [5]), (it[5] = [['k', 6]])))],
+    ['sync', 'a removal of a held instance', bad1((it) => ((it[4] = [4]), (it[5] = [[instanceKey(good.instances[0]!), 5]])))],
+    ['sync', 'removals not newest first', bad1((it) => ((it[4] = [3]), (it[5] = [['k1', 4], ['k2', 5]])))],
+    ['sync', 'a removal that is not a pair', bad1((it) => ((it[4] = [5]), (it[5] = [['k']])))],
+    ['sync', 'too many removals', bad1((it) => ((it[4] = [5]), (it[5] = Array.from({ length: DISTRO_LIMITS.maxRemovalsPerClient + 1 }, (_, i) => [`k${i}`, 4]))))],
+    ['push', 'a tombstone removal at its floor', json({ s: [], items: [['m1', 2 ** 50, [['k', 2 ** 50]]]] })],
     ['verify', 'a summary for another owner', json({ owner: 'a', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
     ['verify', 'another bucket count', json({ owner: 'raw-x', buckets: 16, counts: new Array(16).fill(0), fps: new Array(32).fill(0) })],
     ['exact', 'no buckets', json({ buckets: [] })],
@@ -90,7 +107,7 @@ t.test('malformed peer messages are refused without changing state', async (t) =
   b.check()
 
   // Still serving: a well-formed sync applies.
-  const p = raw.call('b', METHODS.sync, json({ items: [good] }), 1000)
+  const p = raw.call('b', METHODS.sync, encodeItemsMessage([good]), 1000)
   await run(clock, 20)
   await p
   t.equal(b.get('fresh')?.version, 5)
@@ -121,7 +138,7 @@ t.test('malformed answers from an owner fail the repair and change nothing', asy
   let pulls = 0
   evil.onCall(METHODS.pull, async () => {
     pulls++
-    return json({ items: [{ clientId: 'e-new', version: 2 ** 52, instances: 'lots' }], next: 1 })
+    return json({ s: [], items: [['e-new', 2 ** 52, 0, 'lots', 0, 0]], next: 1 })
   })
   evil.onCall(METHODS.push, async () => json({ accepted: 0 }))
   // evil claims to own nothing, so a sees every one of evil's clients as differing.
@@ -155,8 +172,27 @@ t.test('every state the merge makes crosses the wire unchanged', async (t) => {
     ['a plain tombstone', tombstone('w', 9)],
     ['a tombstone with removals', removedWithMemory],
   ] as [string, Versioned][]) {
-    const back = parseItem(JSON.parse(encodeItem(item)))
+    const [back] = decodeItemsMessage(encodeItemsMessage([item])) as [Versioned]
     t.equal(fingerprint(back), fingerprint(item), what)
     t.equal(isTombstone(back), isTombstone(item), `${what}: same kind`)
   }
 })
+
+t.test('itemBytes bounds what items add to a message, whatever their strings', async (t) => {
+  const odd = { 'k"\\': 'v\u0001\u00e9\u4e2d\ud83d\ude00', plain: 'x'.repeat(100) }
+  const items: Versioned[] = [
+    writeClient(undefined, 'é-client', [instance('é-client', 1, odd), instance('é-client', 2)], 100)!,
+    tombstone('gone', 7),
+    mergeClient(writeClient(undefined, 'w', [instance('w', 1), instance('w', 2)], 100)!, tombstone('w', 100)) as Versioned,
+  ]
+  for (let n = 1; n <= items.length; n++) {
+    const some = items.slice(0, n)
+    const bound = some.reduce((sum, it) => sum + itemBytes(it), 0)
+    const bytes = encodeItemsMessage(some).length
+    t.ok(bytes <= bound + 64, `${n} items: ${bytes} bytes, bounded by ${bound}`)
+  }
+  const [back] = decodeItemsMessage(encodeItemsMessage(items.slice(0, 1))) as [ClientState]
+  t.same(back.instances[0]!.metadata, odd, 'metadata with quotes, escapes and non-ASCII crosses unchanged')
+  t.ok(Object.isFrozen(back.instances[0]!.metadata), 'a received metadata map is frozen (instances may share it)')
+})
+

@@ -5,14 +5,13 @@
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
 import type { DistroNode } from '../../../../src/ap/node/distro-node.js'
-import { METHODS } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, encodeItemsMessage } from '../../../../src/ap/node/distro-messages.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
 import { fingerprint, mergeClient } from '../../../../src/ap/distro/records.js'
 import { isTombstone, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, mulberry32, pick, record } from '../distro/fixtures.js'
 import { converged, makeCluster, run, stateOf, type Cluster } from './fake-network.js'
 
-const enc = new TextEncoder()
 const dec = new TextDecoder()
 
 function ownerNode(c: Cluster, viewer: DistroNode, clientId: string): DistroNode {
@@ -92,7 +91,7 @@ t.test('stale and duplicate syncs never overwrite newer data', async (t) => {
   const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 4 })
   const raw = c.net.transport('x') // a peer that speaks the wire format directly
   const send = async (to: string, items: object[]) => {
-    const p = raw.call(to, METHODS.sync, enc.encode(JSON.stringify({ items })), 1000)
+    const p = raw.call(to, METHODS.sync, encodeItemsMessage(items as Versioned[]), 1000)
     await run(clock, 20)
     return JSON.parse(dec.decode(await p)) as { accepted: number }
   }
