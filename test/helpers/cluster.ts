@@ -30,7 +30,7 @@ export interface Cluster {
    * would; later starts of any node list it there. Answers the new peer address.
    */
   startMoved(id: string): Promise<{ server: ServerProcess; peerAddress: string }>
-  status(id: string): Promise<{ role: string; leaderId: string | null; term: number; commitIndex: number; appliedIndex: number; membership: { voters: string[]; learners: string[] } }>
+  status(id: string): Promise<{ role: string; leaderId: string | null; term: number; commitIndex: number; appliedIndex: number; membership: { voters: string[]; learners: string[] }; distro: { healthyMembers: string[] } }>
   leader(): Promise<string>
   /** Starts a new node with --join: it knows the running members and waits to be added. */
   startJoiner(id: string): Promise<{ server: ServerProcess; peerAddress: string }>

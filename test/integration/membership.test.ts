@@ -31,6 +31,26 @@ t.test('a node joins (by a snapshot), is promoted once caught up, takes the lead
     t.equal(reg.status, 200)
   }
 
+  // Ephemeral clients too: the new node must hold them before it owns any (it would otherwise
+  // answer their beats "not registered").
+  const clients = Array.from({ length: 60 }, (_, i) => `joiner-client-${i}`)
+  for (const [i, clientId] of clients.entries()) {
+    const reg = await request(`${url(follower)}/v1/ns/instances`, 'POST', { service: 'eph', ip: '10.0.1.1', port: i + 1, clientId })
+    t.equal(reg.status, 200)
+  }
+  const notRegistered: string[] = []
+  let beating = true
+  const beats = Promise.all(
+    c.ids.map(async (via) => {
+      while (beating) {
+        for (const clientId of clients) {
+          const r = await request(`${url(via)}/v1/ns/instances/beat`, 'PUT', { clientId })
+          if (r.status === 200 && r.body.registered === false) notRegistered.push(`${clientId} via ${via}`)
+        }
+      }
+    }),
+  )
+
   const { peerAddress } = await c.startJoiner('n4')
   const waiting = await c.status('n4')
   t.equal(waiting.leaderId, null, 'a joining node waits to be added; it elects nobody')
@@ -48,6 +68,12 @@ t.test('a node joins (by a snapshot), is promoted once caught up, takes the lead
   })
   t.same([...promoted.voters].sort(), ['n1', 'n2', 'n3', 'n4'])
   t.same(promoted.learners, [])
+  await eventually('n4 to own clients', async () => ((await c.status('n4')).distro.healthyMembers.includes('n4') ? true : undefined))
+  await new Promise((r) => setTimeout(r, 1_500))
+  beating = false
+  await beats
+  t.same(notRegistered, [], 'no beat was answered "not registered" while n4 joined and took its share')
+  t.equal((await request(`${url('n4')}/v1/ns/instances?service=eph&stale=true`, 'GET')).body.instances.length, clients.length, 'n4 holds every ephemeral instance')
 
   // The new voter answers linearizable reads with everything written before and after it joined.
   const after = await request(`${url(leader)}/v1/ns/instances`, 'POST', { service: 'after', ip: '10.0.0.2', port: 1, ephemeral: false })
