@@ -5,6 +5,7 @@
 // sampled once a second (a stale read: what that node itself serves), for the checker
 // (ap-check.ts).
 
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Random } from '../sim/random.js'
 import { call } from './cp-workload.js'
 
@@ -136,4 +137,3 @@ export class ApWorkload {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -14,6 +14,7 @@
 // have happened, then or later.
 
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { HistoryOp, KvInput, Outcome } from '../sim/linearizability.js'
 import type { Random } from '../sim/random.js'
 
@@ -240,4 +241,3 @@ export async function call(url: string, method: string, path: string, body?: unk
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

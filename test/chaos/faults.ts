@@ -2,7 +2,8 @@
 // what was done and the impairment spans the AP check needs.
 
 import type { ChaosNetwork } from './network.js'
-import { type ChaosNodes, sleep } from './nodes.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChaosNodes } from './nodes.js'
 import type { Impairments } from './checks.js'
 import type { PlannedFault } from './schedule.js'
 

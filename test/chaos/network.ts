@@ -17,8 +17,8 @@
 // only the process-level faults are possible; the harness says so.
 
 import { execFile } from 'node:child_process'
-import { createServer } from 'node:net'
 import { promisify } from 'node:util'
+import { freePort } from '../helpers/cluster.js'
 
 const run = promisify(execFile)
 
@@ -222,14 +222,6 @@ async function loopbackNetwork(ids: readonly string[], why: string): Promise<Cha
     heal: async () => {},
     teardown: async () => {},
   }
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r))
-  const port = (s.address() as { port: number }).port
-  await new Promise((r) => s.close(r))
-  return port
 }
 
 function firstLine(err: unknown): string {

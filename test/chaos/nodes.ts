@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream, mkdirSync, rmSync, type WriteStream } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChaosNetwork } from './network.js'
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'grace.js')
@@ -181,4 +182,3 @@ export class ChaosNodes {
   }
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -10,6 +10,7 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { Random } from '../sim/random.js'
 import { ApWorkload } from './ap-workload.js'
@@ -17,7 +18,7 @@ import { checkAp, checkCp, Impairments, RECOVERY_ALLOWANCE_MS, viewsAgree } from
 import { CpWorkload } from './cp-workload.js'
 import { FaultInjector } from './faults.js'
 import { setUpNetwork } from './network.js'
-import { ChaosNodes, sleep } from './nodes.js'
+import { ChaosNodes } from './nodes.js'
 import { type ChaosReport, markdownReport } from './report.js'
 import { type FaultKind, NETWORK_FAULTS, parseFaults, planFaults } from './schedule.js'
 

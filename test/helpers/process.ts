@@ -6,6 +6,8 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 
 const BIN = join(import.meta.dirname, '..', '..', '..', 'bin', 'grace.js')
+/** Generous: on a loaded 2-core machine, Node's start and LevelDB's open alone have taken 6 s. */
+const START_TIMEOUT_MS = 30_000
 
 export interface ServerProcess {
   readonly child: ChildProcess
@@ -26,7 +28,7 @@ export async function startServer(dataDir: string, extraArgs: string[] = []): Pr
   // 'close', not 'exit': by then every line the server wrote has been read.
   const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => resolve(code ?? signal ?? -1)))
   const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 15 s: ${stderr}`)), 15_000)
+    const timer = setTimeout(() => reject(new Error(`server did not start in ${START_TIMEOUT_MS / 1000} s: ${stderr}`)), START_TIMEOUT_MS)
     createInterface({ input: child.stdout! }).on('line', (line) => {
       let entry: Record<string, unknown>
       try {
