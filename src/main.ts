@@ -93,6 +93,11 @@ export async function main(argv: string[]): Promise<void> {
 function peerTransport(settings: ServerSettings, logger: Logger): PeerTransport {
   const self = parsePeerAddress(settings.members.get(settings.nodeId)!)
   const peers = new Map([...settings.members].filter(([id]) => id !== settings.nodeId))
-  // This node's own entry in --members is where it listens for peers.
-  return new PeerTransport({ selfId: settings.nodeId, listen: { host: self.host, port: self.port }, peers, secret: settings.clusterSecret!, logger })
+  // This node's own entry in --members is where it listens for peers. It accepts any node that
+  // proves it holds the secret, member or not: a follower that is behind knows the members as of
+  // its own log, and the current leader may be a node that log has not added yet (or has
+  // removed, and added back since); refusing it, the follower could never receive the entries
+  // that would tell it. Raft decides what a non-member's messages may do (PreVote and
+  // CheckQuorum keep a removed node from disturbing the cluster).
+  return new PeerTransport({ selfId: settings.nodeId, listen: { host: self.host, port: self.port }, peers, secret: settings.clusterSecret!, logger, acceptUnknownPeers: true })
 }

@@ -153,7 +153,6 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
           logger,
           members: raftMembers,
           isUp: (peer) => membership.isUp(peer),
-          hasCopy: (peer) => membership.reportOf(peer)?.distro?.loaded !== false,
           loaded: () => membership.announce(),
         })
       : undefined

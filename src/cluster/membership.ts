@@ -122,11 +122,6 @@ export class Membership {
     return this.table.isUp(peer, this.opts.clock.now())
   }
 
-  /** What the member said of itself in its latest heartbeat; null until heard from. */
-  reportOf(peer: NodeId): MemberReport | null {
-    return this.views().find((v) => v.id === peer)?.report ?? null
-  }
-
   state(peer: NodeId): MemberState {
     return this.table.state(peer, this.opts.clock.now())
   }

@@ -44,12 +44,6 @@ export interface EphemeralClusterOptions {
    * clients. Call membersChanged() when the answer may have changed.
    */
   isUp(peer: NodeId): boolean
-  /**
-   * Whether a peer holds a full copy, as its latest heartbeat said. A member owns clients only
-   * once it does: one still loading (restarted, or just added) would answer "not registered" for
-   * the clients it took over. Default: always.
-   */
-  hasCopy?(peer: NodeId): boolean
   /** Called when a node that joined has loaded its copy (to tell the members at once). */
   loaded?(): void
 }
@@ -100,6 +94,10 @@ export class EphemeralCluster implements EphemeralOwners {
       } catch {
         throw new GraceError('INVALID_JSON', 'a forwarded change is not JSON')
       }
+      // The others count a member as an owner once it is UP, which it is while it loads (restarted,
+      // or just added): without a copy it would answer "not registered" for clients it holds
+      // nowhere yet. Refused, the change fails with UNAVAILABLE and the client retries.
+      if (!this.store.loaded || this.joining) throw new GraceError('UNAVAILABLE', `${this.opts.self} is still loading its copy of the ephemeral data; retry`)
       const result = await naming.executeForwarded(parseEphemeralOp(raw))
       return encoder.encode(JSON.stringify({ result: result ?? null }))
     })
@@ -193,7 +191,7 @@ export class EphemeralCluster implements EphemeralOwners {
       return
     }
     this.clusterSize = Math.max(1, members.length)
-    const healthy = members.filter((id) => id === this.opts.self || (this.opts.isUp(id) && (this.opts.hasCopy?.(id) ?? true)))
+    const healthy = members.filter((id) => id === this.opts.self || this.opts.isUp(id))
     if (!healthy.includes(this.opts.self)) healthy.push(this.opts.self)
     healthy.sort()
     if (healthy.length === this.healthy.length && healthy.every((id, i) => id === this.healthy[i])) return
