@@ -41,3 +41,26 @@ export function prefixRange(prefix: string): { gte: string; lt: string } {
   if (prefix.length === 0 || last >= 0xd7ff) throw new Error('a key prefix must end in a plain BMP character')
   return { gte: prefix, lt: prefix.slice(0, -1) + String.fromCharCode(last + 1) }
 }
+
+type RawBatch = (ops: BatchOp[], options: { sync: boolean }) => Promise<void>
+
+const SYNC = { sync: true } as const
+const NO_SYNC = { sync: false } as const
+
+/**
+ * Writes ops in one atomic batch, fsynced when sync: the same as db.batch(ops, { sync }), for
+ * the CP log's hot path. batch() clones every op, checks it and runs it through the key and
+ * value encodings before the store's own _batch sees it, which cost more than LevelDB's write
+ * itself (about 2.5× for the log's batches). Here the ops are this module's: string keys and
+ * values, which the utf8 encodings pass through unchanged, on a database with no hooks or
+ * sublevels. So they go to _batch as they are when the database is open and its batch is the
+ * store's own; otherwise (a wrapped database in a test, one that is opening or closed) through
+ * batch(), which also gives the errors their usual codes.
+ */
+export function writeBatch(db: Database, ops: BatchOp[], sync: boolean): Promise<void> {
+  const raw = (db as unknown as { _batch?: RawBatch })._batch
+  if (ops.length === 0 || db.status !== 'open' || typeof raw !== 'function' || db.batch !== Level.prototype.batch) {
+    return db.batch(ops, sync ? SYNC : NO_SYNC)
+  }
+  return raw.call(db, ops, sync ? SYNC : NO_SYNC)
+}

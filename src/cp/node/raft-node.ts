@@ -1,8 +1,16 @@
 // The Raft driver: runs the pure core (cp/raft) against real time, LevelDB and the peer
 // transport, and offers the CP contract (ReplicatedLog) to the layers above. For each Ready it
 // persists entries and hard state before sending what depends on them (a leader may send its
-// appends first: its own log counts only once on disk), applies committed entries with the
-// applied index in the same batch, answers proposals and reads, then advances.
+// appends first: its own log counts only once on disk), applies committed entries to the state
+// machine, answers proposals and reads, then advances.
+//
+// One LevelDB write per Ready. The state machine's writes (with the applied index, in the same
+// batch) are not written when they are applied: they wait in memory and go in the next batch
+// the log writes anyway, synced with its entries. The log holds every entry they come from, so
+// a crash loses nothing that replay does not rebuild; and a write of their own would cost a
+// second trip through LevelDB's thread pool, WAL write and wake-up per round. When no log write
+// comes within FLUSH_DELAY_MS (an idle cluster), when settled() asks, before compaction deletes
+// entries, and on close, they are written on their own, unsynced.
 
 import type { Cancel, Clock } from '../../core/clock.js'
 import { ERROR_CODES, type ErrorCode, GraceError, isGraceError } from '../../core/errors.js'
@@ -18,12 +26,11 @@ import {
   INSTALLING_KEY,
   SNAPSHOT_KEY,
   STAGE_PREFIX,
-  appendOps,
-  entryKey,
+  LogSegments,
   isStateMachineKey,
   loadRaftState,
 } from './raft-storage.js'
-import { prefixRange, PREFIX } from '../../storage/db.js'
+import { prefixRange, PREFIX, writeBatch } from '../../storage/db.js'
 
 /** What the driver needs from the peer transport (cluster/transport.ts provides it). */
 export interface RaftTransport {
@@ -68,7 +75,18 @@ interface PendingProposal {
   term: number
   resolve(value: unknown): void
   reject(err: Error): void
-  cancelTimer: Cancel
+  /** The timer of the proposal's batch, shared by all of its proposals. */
+  timer: ProposalTimer
+}
+
+/** One request timeout for a batch of proposals, cancelled when the last of them is answered. */
+interface ProposalTimer {
+  pending: number
+  cancel: Cancel
+}
+
+function settle(timer: ProposalTimer): void {
+  if (--timer.pending === 0) timer.cancel()
 }
 
 interface PendingRead {
@@ -105,6 +123,10 @@ export const DEFAULT_ELECTION_TICKS = 8
 /** Snapshot data per call: far below the transport's frame limit, large enough to move fast. */
 const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 const INSTALL_BATCH_OPS = 10_000
+/** How long applied state machine writes wait for a log write to ride with (see the top). */
+const FLUSH_DELAY_MS = 10
+/** Applied writes held in memory at most; past this many ops they are written at once. */
+const MAX_UNSTORED_OPS = 10_000
 
 interface SnapshotChunk {
   readonly id: string
@@ -130,8 +152,9 @@ export class RaftNode implements ReplicatedLog {
   private readonly retainEntries: number
   private readonly maxPending: number
 
-  /** Index of the last entry stored on disk (to delete a conflicting suffix). */
+  /** Index of the last entry stored on disk. */
   private storedLast: number
+  private readonly segments: LogSegments
   /** What the state machine has applied (may run ahead of the core's view after a restart). */
   private applied: number
   private compactedTo: number
@@ -153,6 +176,20 @@ export class RaftNode implements ReplicatedLog {
   private promoting = false
   private transferWaiters: { to: NodeId; resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
 
+  /** State machine writes applied in memory, not yet in storage (see the top). */
+  private unstored: BatchOp[] = []
+  /** The applied index storage reaches once `unstored` is written; 0 while nothing waits. */
+  private unstoredApplied = 0
+  /** When `unstored` last went from empty to waiting (clock ms). */
+  private unstoredSince = 0
+  private flushTimer: Cancel | null = null
+  /** Write `unstored` on its own once the Ready loop has nothing else to do. */
+  private flushDue = false
+  /** The applied index storage holds the state machine's data for. */
+  private storedApplied: number
+  /** settled() calls waiting for storage to reach an applied index. */
+  private settledWaiters: { index: number; resolve(): void; reject(err: Error): void }[] = []
+
   private constructor(opts: RaftNodeOptions, state: Awaited<ReturnType<typeof loadRaftState>>) {
     this.db = opts.db
     this.sm = opts.stateMachine
@@ -168,7 +205,9 @@ export class RaftNode implements ReplicatedLog {
     this.maxPending = opts.maxPendingProposals ?? LIMITS.maxPendingProposals
     this.storedLast = state.snapshot?.index ?? 0
     if (state.entries.length > 0) this.storedLast = state.entries[state.entries.length - 1]!.index
+    this.segments = new LogSegments(state.segments)
     this.applied = state.applied
+    this.storedApplied = state.applied
     this.compactedTo = state.snapshot?.index ?? 0
     this.raft = new Raft(
       { id: opts.id, random: opts.random, electionTicks: opts.electionTicks ?? DEFAULT_ELECTION_TICKS, heartbeatTicks: 1, maxInflight: 64 },
@@ -185,8 +224,11 @@ export class RaftNode implements ReplicatedLog {
     await opts.stateMachine.load()
     const node = new RaftNode(opts, state)
     node.start()
-    // Replays committed entries the state machine had not applied before the restart.
-    await node.run()
+    // Replays committed entries the state machine had not applied before the restart, and
+    // stores what they changed before the node serves.
+    node.flushDue = true
+    node.kick()
+    while (node.running) await node.running
     opts.logger.info({ id: opts.id, appliedIndex: node.applied, lastIndex: node.storedLast, term: state.hardState.term }, 'raft node started')
     return node
   }
@@ -307,11 +349,12 @@ export class RaftNode implements ReplicatedLog {
     }
     const term = this.raft.softState().term
     return new Promise((resolve, reject) => {
-      const cancelTimer = this.timeout(() => {
+      const timer: ProposalTimer = { pending: 1, cancel: () => {} }
+      timer.cancel = this.timeout(() => {
         this.proposals.delete(index)
         reject(unavailable('the membership change was not committed in time; it may or may not take effect'))
       })
-      this.proposals.set(index, { term, resolve: () => resolve(this.raft.currentMembership()), reject, cancelTimer })
+      this.track(index, { term, resolve: () => resolve(this.raft.currentMembership()), reject, timer })
       this.kick()
     })
   }
@@ -420,9 +463,15 @@ export class RaftNode implements ReplicatedLog {
   }
 
   /** Resolves once the state machine's storage holds everything applied so far. */
-  async settled(): Promise<void> {
-    await this.settling.catch(() => {
-      throw unavailable('storage failed; the server must be restarted')
+  settled(): Promise<void> {
+    if (this.broken) return Promise.reject(unavailable('storage failed; the server must be restarted'))
+    const index = this.applied
+    if (this.storedApplied >= index) return Promise.resolve()
+    if (this.closed && !this.running) return Promise.reject(unavailable('the server is shutting down'))
+    return new Promise((resolve, reject) => {
+      this.settledWaiters.push({ index, resolve, reject })
+      this.flushDue = true
+      this.kick()
     })
   }
 
@@ -434,10 +483,16 @@ export class RaftNode implements ReplicatedLog {
   async close(): Promise<void> {
     this.closed = true
     this.cancelTick?.()
-    if (this.running) await this.running
+    this.flushTimer?.()
+    this.flushTimer = null
+    // What is applied goes to storage (replay would rebuild it, but need not).
+    this.flushDue = true
+    this.kick()
+    while (this.running) await this.running
     const closing = unavailable('the server is shutting down')
+    for (const w of this.settledWaiters.splice(0)) w.reject(closing)
     for (const p of this.proposals.values()) {
-      p.cancelTimer()
+      settle(p.timer)
       p.reject(closing)
     }
     this.proposals.clear()
@@ -574,15 +629,24 @@ export class RaftNode implements ReplicatedLog {
         this.wakeLeaderWaiters()
         this.wakeTransferWaiters()
         this.syncPeers()
-        if (!this.raft.hasReady()) break
-        await this.handle(this.raft.ready())
+        if (this.raft.hasReady() && !this.closed) {
+          await this.handle(this.raft.ready())
+          continue
+        }
+        if (!this.flushDue) break
+        this.flushDue = false
+        if (this.unstoredApplied > 0) await this.flushUnstored()
       }
     } catch (err) {
       this.broken = err as Error
       this.logger.error({ err }, 'raft driver failed; refusing further writes')
       const failed = unavailable('storage failed; the server must be restarted')
-      for (const p of this.proposals.values()) p.reject(failed)
+      for (const p of this.proposals.values()) {
+        settle(p.timer)
+        p.reject(failed)
+      }
       this.proposals.clear()
+      for (const w of this.settledWaiters.splice(0)) w.reject(failed)
     }
   }
 
@@ -598,14 +662,34 @@ export class RaftNode implements ReplicatedLog {
       return
     }
     const term = this.raft.softState().term
-    batch.forEach((q, i) => {
-      const index = first + i
-      const cancelTimer = this.timeout(() => {
+    const last = first + batch.length - 1
+    const timer: ProposalTimer = { pending: batch.length, cancel: () => {} }
+    timer.cancel = this.timeout(() => {
+      for (let index = first; index <= last; index++) {
+        const p = this.proposals.get(index)
+        if (p?.timer !== timer) continue
         this.proposals.delete(index)
-        q.reject(unavailable('the write was not committed in time; it may or may not be applied'))
-      })
-      this.proposals.set(index, { term, resolve: q.resolve, reject: q.reject, cancelTimer })
+        p.reject(unavailable('the write was not committed in time; it may or may not be applied'))
+      }
     })
+    for (let i = 0; i < batch.length; i++) {
+      const q = batch[i]!
+      this.track(first + i, { term, resolve: q.resolve, reject: q.reject, timer })
+    }
+  }
+
+  /**
+   * Waits for the entry this leader just appended at index. A proposal still waiting there is
+   * from an earlier term of ours whose entry was overwritten (our log ended before index), so it
+   * was never committed: it fails now rather than at its timeout.
+   */
+  private track(index: number, p: PendingProposal): void {
+    const old = this.proposals.get(index)
+    if (old) {
+      settle(old.timer)
+      old.reject(unavailable('leadership changed before the write committed; it was not applied'))
+    }
+    this.proposals.set(index, p)
   }
 
   private async handle(rd: Ready): Promise<void> {
@@ -615,7 +699,7 @@ export class RaftNode implements ReplicatedLog {
     if (leader) this.send(rd.messages)
     await this.persist(rd)
     if (!leader) this.send(rd.messages)
-    await this.apply(rd.committed)
+    this.apply(rd.committed)
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.id)
       if (!read) continue
@@ -709,10 +793,16 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private async installSnapshot(meta: SnapshotMeta): Promise<void> {
+    // Applied writes still waiting come from entries the snapshot covers (it is ahead of our
+    // commit index): it replaces them, and they must never be written over it.
+    this.unstored = []
+    this.unstoredApplied = 0
     await this.db.put(INSTALLING_KEY, JSON.stringify(meta), { sync: true })
     await installStaged(this.db, meta)
+    this.segments.clear()
     await this.sm.load()
     this.applied = meta.index
+    this.storedStateTo(meta.index)
     this.storedLast = meta.index
     this.compactedTo = meta.index
     this.logger.info({ index: meta.index, term: meta.term }, 'snapshot installed')
@@ -720,11 +810,11 @@ export class RaftNode implements ReplicatedLog {
 
   private async persist(rd: Ready): Promise<void> {
     if (rd.snapshot) await this.installSnapshot(rd.snapshot)
-    const ops: BatchOp[] = appendOps(rd.entries, this.storedLast)
+    const ops: BatchOp[] = this.segments.appendOps(rd.entries)
     const hs = rd.hardState
-    if (hs && hs.term === this.persistedTermVote.term && hs.vote === this.persistedTermVote.vote && rd.entries.length === 0) {
+    if (hs && hs.term === this.persistedTermVote.term && hs.vote === this.persistedTermVote.vote) {
       // Only the commit index moved: it can be re-learned after a crash, so it rides along with
-      // the next state machine write instead of costing a write of its own.
+      // whatever is written next instead of costing a write of its own.
       this.commitToStore = hs
     } else if (hs) {
       ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(hs) })
@@ -732,19 +822,62 @@ export class RaftNode implements ReplicatedLog {
       this.commitToStore = null
     }
     if (ops.length === 0) return
-    // Entries, terms and votes must be durable before anything depends on them (5.1).
-    await this.db.batch(ops, { sync: true })
+    // Entries, terms and votes must be durable before anything depends on them (5.1). Applied
+    // state machine writes waiting in memory go in the same batch.
+    await this.write(ops, true)
     if (rd.entries.length > 0) this.storedLast = rd.entries[rd.entries.length - 1]!.index
   }
 
   private persistedTermVote: { term: number; vote: string | null } = { term: -1, vote: null }
-  /** The state machine's latest storage write (see apply). */
-  private settling: Promise<void> = Promise.resolve()
   private commitToStore: HardState | null = null
 
-  private async apply(committed: readonly Entry[]): Promise<void> {
+  /**
+   * Writes ops in one batch with every applied write waiting in memory (and the applied index
+   * and commit index they bring storage to). The only way the driver writes the log or the
+   * state machine's data: the Ready loop calls it, one write at a time, so batches land in
+   * LevelDB in the order they were made.
+   */
+  private async write(ops: BatchOp[], sync: boolean): Promise<void> {
+    const through = this.unstoredApplied
+    if (through > 0) {
+      for (const op of this.unstored) ops.push(op)
+      ops.push({ type: 'put', key: APPLIED_KEY, value: String(through) })
+      this.unstored = []
+      this.unstoredApplied = 0
+    }
+    if (this.commitToStore) {
+      ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(this.commitToStore) })
+      this.commitToStore = null
+    }
+    await writeBatch(this.db, ops, sync)
+    if (through > 0) this.storedStateTo(through)
+  }
+
+  private flushUnstored(): Promise<void> {
+    return this.write([], false)
+  }
+
+  /** Storage now holds the state machine's data through applied index `index`. */
+  private storedStateTo(index: number): void {
+    if (index > this.storedApplied) this.storedApplied = index
+    if (this.settledWaiters.length === 0) return
+    this.settledWaiters = this.settledWaiters.filter((w) => {
+      if (w.index > this.storedApplied) return true
+      w.resolve()
+      return false
+    })
+  }
+
+  /**
+   * Applies committed entries to the state machine's memory and answers their proposals. Their
+   * storage writes wait in `unstored` for the next batch (see the top): the entries are
+   * committed (durable on a majority, and in this node's log), so the writers are answered now.
+   * `applied` counts what memory holds; reads of stored data wait for settled().
+   */
+  private apply(committed: readonly Entry[]): void {
     if (committed.length === 0) return
-    const ops: BatchOp[] = []
+    const ops = this.unstored
+    const before = ops.length
     const outcomes: { index: number; term: number; ok: boolean; value: unknown }[] = []
     for (const e of committed) {
       if (e.index <= this.applied) continue // applied before a restart
@@ -767,39 +900,44 @@ export class RaftNode implements ReplicatedLog {
     }
     const last = committed[committed.length - 1]!.index
     if (last > this.applied) {
-      ops.push({ type: 'put', key: APPLIED_KEY, value: String(last) })
-      if (this.commitToStore) {
-        ops.push({ type: 'put', key: HARD_STATE_KEY, value: JSON.stringify(this.commitToStore) })
-        this.commitToStore = null
-      }
-    }
-    // Not synced: the log entries are, and replay rebuilds these writes after a crash. Nor
-    // awaited before answering: the entries are committed (on disk at a majority) and the state
-    // machine's memory already holds them, so the writers are answered while the batch lands.
-    // `applied` counts what memory holds; reads of stored data wait for settled() as well. The
-    // Ready loop waits for the batch too, so batches reach LevelDB in order and compaction never
-    // deletes entries whose effects are not yet stored.
-    const write = last > this.applied ? this.db.batch(ops) : undefined
-    if (write) {
-      this.settling = write
+      if (this.unstoredApplied === 0 && before === 0) this.unstoredSince = this.clock.now()
+      this.unstoredApplied = last
       this.applied = last
+      if (ops.length >= MAX_UNSTORED_OPS) this.flushDue = true
+      else this.scheduleFlush()
     }
     for (const o of outcomes) {
       const p = this.proposals.get(o.index)
       if (!p) continue
       this.proposals.delete(o.index)
-      p.cancelTimer()
+      settle(p.timer)
       if (p.term !== o.term) p.reject(unavailable('leadership changed before the write committed; it was not applied'))
       else if (o.ok) p.resolve(o.value)
       else p.reject(o.value as Error)
     }
-    if (write) await write
+    if (this.readsAwaitingApply.length === 0) return
     const ready = this.readsAwaitingApply.filter((r) => r.index <= this.applied)
     this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > this.applied)
     for (const { read } of ready) {
       read.cancelTimer()
       read.resolve()
     }
+  }
+
+  /** Arms the timer that writes applied state once it has waited FLUSH_DELAY_MS for a log write. */
+  private scheduleFlush(): void {
+    if (this.flushTimer || this.closed) return
+    const wait = Math.max(1, this.unstoredSince + FLUSH_DELAY_MS - this.clock.now())
+    this.flushTimer = this.clock.setTimer(wait, () => {
+      this.flushTimer = null
+      if (this.closed || this.unstoredApplied === 0) return
+      if (this.clock.now() - this.unstoredSince >= FLUSH_DELAY_MS) {
+        this.flushDue = true
+        this.kick()
+      } else {
+        this.scheduleFlush()
+      }
+    })
   }
 
   /**
@@ -812,9 +950,9 @@ export class RaftNode implements ReplicatedLog {
     const term = this.raft.log.term(index)
     if (term === undefined) return
     const meta = { index, term, membership: this.raft.membershipAt(index) }
-    const ops: BatchOp[] = [{ type: 'put', key: SNAPSHOT_KEY, value: JSON.stringify(meta) }]
-    for (let i = this.compactedTo + 1; i <= index; i++) ops.push({ type: 'del', key: entryKey(i) })
-    await this.db.batch(ops)
+    const ops: BatchOp[] = [{ type: 'put', key: SNAPSHOT_KEY, value: JSON.stringify(meta) }, ...this.segments.compactOps(index)]
+    // With the applied writes still waiting: the entries deleted here are what replays them.
+    await this.write(ops, false)
     this.raft.compact(meta)
     this.compactedTo = index
   }
