@@ -877,8 +877,7 @@ export class RaftNode implements ReplicatedLog {
   private apply(committed: readonly Entry[]): void {
     if (committed.length === 0) return
     const ops = this.unstored
-    const before = ops.length
-    const outcomes: { index: number; term: number; ok: boolean; value: unknown }[] = []
+    const from = this.applied
     for (const e of committed) {
       if (e.index <= this.applied) continue // applied before a restart
       let value: unknown = null
@@ -896,25 +895,21 @@ export class RaftNode implements ReplicatedLog {
           value = err
         }
       }
-      outcomes.push({ index: e.index, term: e.term, ok, value })
-    }
-    const last = committed[committed.length - 1]!.index
-    if (last > this.applied) {
-      if (this.unstoredApplied === 0 && before === 0) this.unstoredSince = this.clock.now()
-      this.unstoredApplied = last
-      this.applied = last
-      if (ops.length >= MAX_UNSTORED_OPS) this.flushDue = true
-      else this.scheduleFlush()
-    }
-    for (const o of outcomes) {
-      const p = this.proposals.get(o.index)
+      this.applied = e.index
+      // Answered at once: a promise runs its callbacks later, when all of this batch is applied.
+      const p = this.proposals.get(e.index)
       if (!p) continue
-      this.proposals.delete(o.index)
+      this.proposals.delete(e.index)
       settle(p.timer)
-      if (p.term !== o.term) p.reject(unavailable('leadership changed before the write committed; it was not applied'))
-      else if (o.ok) p.resolve(o.value)
-      else p.reject(o.value as Error)
+      if (p.term !== e.term) p.reject(unavailable('leadership changed before the write committed; it was not applied'))
+      else if (ok) p.resolve(value)
+      else p.reject(value as Error)
     }
+    if (this.applied === from) return
+    if (this.unstoredApplied === 0) this.unstoredSince = this.clock.now()
+    this.unstoredApplied = this.applied
+    if (ops.length >= MAX_UNSTORED_OPS) this.flushDue = true
+    else this.scheduleFlush()
     if (this.readsAwaitingApply.length === 0) return
     const ready = this.readsAwaitingApply.filter((r) => r.index <= this.applied)
     this.readsAwaitingApply = this.readsAwaitingApply.filter((r) => r.index > this.applied)
