@@ -264,6 +264,89 @@ function scriptedTransport(failures: { sent: boolean }[]) {
   return { transport, calls, heartbeatFrom, stop: () => clearInterval(keepAlive) }
 }
 
+/**
+ * A leader n1 of {n1, n2, n3} whose peers are played by the test: votes are granted at once,
+ * appends are recorded and acknowledged (by n2) only while `ack` is on, or by hand with ackAll.
+ */
+function followersByHand() {
+  let deliver: (m: Message) => void = () => {}
+  const appends: Extract<Message, { type: 'append' }>[] = []
+  const unanswered: Extract<Message, { type: 'append' }>[] = []
+  const state = { ack: true }
+  const answer = (m: Extract<Message, { type: 'append' }>) =>
+    deliver({ type: 'appendResp', from: m.to, to: m.from, term: m.term, success: true, index: m.prevIndex + m.entries.length, hintIndex: 0, hintTerm: 0 })
+  const transport: RaftTransport = {
+    sendRaft(to, m) {
+      queueMicrotask(() => {
+        if (m.type === 'preVote') deliver({ type: 'preVoteResp', from: to, to: m.from, term: m.term, granted: true })
+        else if (m.type === 'vote') deliver({ type: 'voteResp', from: to, to: m.from, term: m.term, granted: true })
+        else if (m.type === 'heartbeat') deliver({ type: 'heartbeatResp', from: to, to: m.from, term: m.term, context: m.context })
+        else if (m.type === 'append' && to === 'n2') {
+          appends.push(m)
+          if (state.ack) answer(m)
+          else unanswered.push(m)
+        }
+      })
+    },
+    onRaft(handler) {
+      deliver = handler
+    },
+    onCall() {},
+    onUnreachable() {},
+    async call() {
+      throw new Error('no calls here')
+    },
+  }
+  return { transport, appends, state, ackAll: () => unanswered.splice(0).forEach(answer) }
+}
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, 20))
+
+t.test('writes that come in while the last batch is uncommitted wait for it, then go as one batch', async (t) => {
+  const { open } = await setup(t)
+  const peers = followersByHand()
+  const clock = new ManualClock()
+  const { node, sm } = await open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  await settle()
+  t.equal(node.status().role, 'leader')
+  await node.propose(put('first', '0'))
+  peers.state.ack = false
+  const sent = peers.appends.length
+  const a = node.propose(put('a', '1'))
+  await settle()
+  t.equal(peers.appends.length, sent + 1, 'a went out at once: nothing was in flight')
+  const bc = [node.propose(put('b', '2')), node.propose(put('c', '3'))]
+  await settle()
+  t.equal(peers.appends.length, sent + 1, 'b and c wait while a is uncommitted')
+  peers.state.ack = true
+  peers.ackAll()
+  await a
+  await Promise.all(bc)
+  const batch = peers.appends.slice(sent + 1).find((m) => m.entries.length > 0)!
+  t.equal(batch.entries.length, 2, 'b and c went in one append, once a committed')
+  t.same([...sm.data.keys()], ['first', 'a', 'b', 'c'])
+})
+
+t.test('a held write goes on its own once the last batch has waited long enough', async (t) => {
+  const { open } = await setup(t)
+  const peers = followersByHand()
+  const clock = new ManualClock()
+  const { node } = await open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  await settle()
+  await node.propose(put('first', '0'))
+  peers.state.ack = false
+  const carrying = () => peers.appends.filter((m) => m.entries.length > 0).length
+  const sent = carrying()
+  void node.propose(put('a', '1')).catch(() => {})
+  await settle()
+  void node.propose(put('b', '2')).catch(() => {})
+  await settle()
+  t.equal(carrying(), sent + 1, 'b is held')
+  clock.advance(100)
+  await settle()
+  t.equal(carrying(), sent + 2, 'then sent without waiting for a any longer')
+})
+
 t.test('a follower sends a forwarded write again while its link to the leader is still being set up', async (t) => {
   const { open } = await setup(t)
   const script = scriptedTransport([{ sent: false }, { sent: false }])
