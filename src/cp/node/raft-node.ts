@@ -727,9 +727,12 @@ export class RaftNode implements ReplicatedLog {
     const leader = this.raft.softState().role === 'leader'
     // A leader sends in parallel with its own write; everyone else writes first (5.1: a vote or
     // an acknowledgement must never be sent for state that a crash could lose).
-    if (leader) this.send(rd.messages)
+    // The transport writes what it was given in a microtask: yielding once lets the messages
+    // leave before the leader's own LevelDB write wakes a thread to compete with the followers
+    // for the core, and before a follower's apply delays its acknowledgement.
+    if (leader && this.send(rd.messages)) await null
     await this.persist(rd)
-    if (!leader) this.send(rd.messages)
+    if (!leader && this.send(rd.messages)) await null
     this.apply(rd.committed)
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.id)
@@ -742,12 +745,14 @@ export class RaftNode implements ReplicatedLog {
     await this.maybeCompact()
   }
 
-  private send(messages: readonly Message[]): void {
-    if (!this.transport) return
+  /** Hands messages to the transport; false when there were none to send. */
+  private send(messages: readonly Message[]): boolean {
+    if (!this.transport || messages.length === 0) return false
     for (const m of messages) {
       if (m.type === 'snapshot') this.streamSnapshot(m.to)
       else this.transport.sendRaft(m.to, m)
     }
+    return true
   }
 
   // ---- snapshots (7): the leader streams its state; the follower stages, then installs -------
