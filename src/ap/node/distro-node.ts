@@ -117,6 +117,13 @@ export interface DistroStats {
 const SYNC_COALESCE_MS = 5
 /** Records in one load page; the byte budget usually binds first. */
 const LOAD_PAGE_ITEMS = 5000
+/**
+ * A verify round the peer ignored (it does not count this node as a member yet, or it is still
+ * loading: views change at slightly different moments on each node) is sent again this much later,
+ * at most VERIFY_RESENDS times in a row, rather than waiting a whole interval.
+ */
+const VERIFY_RESEND_MS = 1_000
+const VERIFY_RESENDS = 3
 /** Load sessions served at once (each holds a list of client ids), and how long an idle one lives. */
 const MAX_LOAD_SESSIONS = 4
 const LOAD_SESSION_IDLE_MS = 60_000
@@ -144,6 +151,8 @@ export class DistroNode implements EphemeralStore {
   private readonly queues = new Map<NodeId, SyncQueue>()
   private readonly retryTimers = new Map<NodeId, Cancel>()
   private readonly verifying = new Set<NodeId>()
+  /** Per peer: the resend scheduled after an ignored verify round, and how many in a row. */
+  private readonly verifyResends = new Map<NodeId, { cancel: Cancel | null; count: number }>()
   private readonly repairing = new Set<NodeId>()
   private readonly sessions = new Map<string, LoadSession>()
   private nextSession = 1
@@ -207,6 +216,8 @@ export class DistroNode implements EphemeralStore {
     this.verifyTimer = null
     for (const cancel of this.retryTimers.values()) cancel()
     this.retryTimers.clear()
+    for (const r of this.verifyResends.values()) r.cancel?.()
+    this.verifyResends.clear()
     this.sessions.clear()
   }
 
@@ -507,9 +518,23 @@ export class DistroNode implements EphemeralStore {
     this.counters.verifyRoundsSent++
     this.transport
       .call(peer, METHODS.verify, encodeSummary(this.replica.summary(this.self)), this.requestTimeoutMs)
-      .then((answer) => decodeVerifyAnswer(answer))
+      .then((answer) => {
+        if (decodeVerifyAnswer(answer).ignored) this.resendVerifyLater(peer)
+        else this.verifyResends.delete(peer)
+      })
       .catch((err: Error) => this.logger.info({ peer, err: err.message }, 'distro: verify round with peer failed'))
       .finally(() => this.verifying.delete(peer))
+  }
+
+  private resendVerifyLater(peer: NodeId): void {
+    const r = this.verifyResends.get(peer) ?? { cancel: null, count: 0 }
+    if (!this.running || r.cancel || r.count >= VERIFY_RESENDS) return
+    r.count++
+    r.cancel = this.clock.setTimer(VERIFY_RESEND_MS, () => {
+      r.cancel = null
+      if (this.running && this.peers().includes(peer)) this.sendVerify(peer)
+    })
+    this.verifyResends.set(peer, r)
   }
 
   // ---- verify (the peer's side): compare, then repair in the background -------------------------------

@@ -275,3 +275,26 @@ t.test('a peer that leaves the view loses its queue; when it comes back, verific
   t.ok(converged([a, b, cc]), 'c caught up within one verify interval')
   t.equal(cc.size(), 100)
 })
+
+t.test('a verify round the peer ignored (its view lags) is sent again a second later, not a whole interval later', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 17, verifyIntervalMs: 5000 })
+  const [a, b] = ['a', 'b'].map((id) => c.nodes.get(id)!) as [DistroNode, DistroNode]
+  a.setMembers(['a'])
+  b.setMembers(['b'])
+  const ids = Array.from({ length: 50 }, (_, i) => `r-${i}`)
+  for (const id of ids) a.put(record(id, 0))
+  await run(clock, 100)
+  t.equal(b.size(), 0, 'b heard nothing: neither counts the other')
+  // a sees b first; b sees a 300 ms later, so it ignores a's first round.
+  a.setMembers(['a', 'b'])
+  await run(clock, 300)
+  b.setMembers(['a', 'b'])
+  await run(clock, 1500)
+  const ofA = ids.filter((id) => a.ownerOf(id) === 'a')
+  t.ok(ofA.length > 0)
+  t.ok(
+    ofA.every((id) => sameRecord(b.get(id), a.get(id))),
+    'b holds what a owns 1.8 s after a saw it, well before the next interval (5 s)',
+  )
+})
