@@ -106,9 +106,9 @@ export class EphemeralCluster implements EphemeralOwners {
   /** Loads a copy of the AP data from a peer, then starts syncing and checking the members. */
   async start(): Promise<void> {
     if (this.opts.members().length === 0) {
-      // A new node waiting to be added (--join) has no membership yet, and the members refuse its
-      // connections until they have added it: it loads its copy once it is a member, and owns
-      // nothing before (or it would answer "not registered" for the clients it takes over).
+      // A new node waiting to be added (--join) has no membership yet, and the members do not
+      // count it as one of theirs: it loads its copy once it is a member, and owns nothing before
+      // (or it would answer "not registered" for the clients it takes over).
       this.joining = true
       this.opts.logger.info('ephemeral data: loading a copy once this node is added to the cluster')
     } else {

@@ -15,7 +15,7 @@
 // After the faults: every node's view converges to the same, listing every client.
 
 import type { Ack, ApClient, Lost, ViewSample } from './ap-workload.js'
-import { type CheckResult, checkLinearizable, formatOp, type HistoryOp } from '../sim/linearizability.js'
+import { type CheckResult, checkLinearizable, type HistoryOp } from '../sim/linearizability.js'
 
 /** The server's default: an ephemeral instance silent this long is removed. */
 const DELETE_TIMEOUT_MS = 30_000
@@ -68,8 +68,6 @@ export function checkCp(history: readonly HistoryOp[]): CpVerdict {
     ...(r.explanation !== undefined ? { explanation: r.explanation } : {}),
   }
 }
-
-export { formatOp }
 
 export interface ApAnomaly {
   readonly kind: 'missing' | 'lost'
