@@ -4,19 +4,15 @@
 // whole batch is in memory (a client that reads right after its answer sees the new content).
 
 import { assert } from '../core/assert.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import type { Clock } from '../core/clock.js'
 import { fail } from '../core/errors.js'
+import { type Held as HeldRequest, HeldRequests } from '../core/held-requests.js'
 import { LIMITS } from '../core/limits.js'
 import { type ConfigKey, configKeyString, keyOf } from './model.js'
 
-interface Held {
-  readonly keys: readonly string[]
-  readonly resolve: (changed: ConfigKey[]) => void
-  cancelTimer: Cancel | null
-  detachSignal: (() => void) | null
+interface Held extends HeldRequest<ConfigKey[]> {
   /** Set by the first change; more changes before the answer goes out join it. */
   changed: ConfigKey[] | null
-  done: boolean
 }
 
 export interface ListenerRegistryOptions {
@@ -26,14 +22,12 @@ export interface ListenerRegistryOptions {
 }
 
 export class ListenerRegistry {
-  private readonly clock: Clock
   private readonly maxListeners: number
-  private readonly byKey = new Map<string, Set<Held>>()
-  private readonly held = new Set<Held>()
+  private readonly held: HeldRequests<Held, ConfigKey[]>
   private closed = false
 
   constructor(opts: ListenerRegistryOptions) {
-    this.clock = opts.clock
+    this.held = new HeldRequests(opts.clock, () => [])
     this.maxListeners = opts.maxListeners ?? LIMITS.maxListeners
   }
 
@@ -49,7 +43,7 @@ export class ListenerRegistry {
 
   /** Keys some held listener waits on; with size, lets tests prove nothing leaks. */
   get watchedKeys(): number {
-    return this.byKey.size
+    return this.held.keyCount
   }
 
   /**
@@ -65,25 +59,13 @@ export class ListenerRegistry {
       fail('TOO_MANY_LISTENERS', `the server holds ${this.held.size} listeners, the most it allows; retry later`)
     }
     return new Promise((resolve) => {
-      const held: Held = { keys: [...new Set(keys.map(configKeyString))], resolve, cancelTimer: null, detachSignal: null, changed: null, done: false }
-      this.held.add(held)
-      for (const key of held.keys) {
-        let set = this.byKey.get(key)
-        if (!set) this.byKey.set(key, (set = new Set()))
-        set.add(held)
-      }
-      held.cancelTimer = this.clock.setTimer(timeoutMs, () => this.finish(held, []))
-      if (signal) {
-        const onAbort = (): void => this.finish(held, [])
-        signal.addEventListener('abort', onAbort, { once: true })
-        held.detachSignal = () => signal.removeEventListener('abort', onAbort)
-      }
+      this.held.hold({ keys: [...new Set(keys.map(configKeyString))], resolve, changed: null }, timeoutMs, signal)
     })
   }
 
   /** The config's md5 changed. Called from the state machine's apply: must be quick and not throw. */
   changed(key: ConfigKey): void {
-    const set = this.byKey.get(configKeyString(key))
+    const set = this.held.following(configKeyString(key))
     if (!set) return
     for (const held of set) {
       if (held.changed) {
@@ -91,7 +73,7 @@ export class ListenerRegistry {
         continue
       }
       held.changed = [keyOf(key)]
-      queueMicrotask(() => this.finish(held, held.changed!))
+      queueMicrotask(() => this.held.answer(held, held.changed!))
     }
   }
 
@@ -101,20 +83,6 @@ export class ListenerRegistry {
    */
   releaseAll(): void {
     this.closed = true
-    for (const held of [...this.held]) this.finish(held, [])
-  }
-
-  private finish(held: Held, changed: ConfigKey[]): void {
-    if (held.done) return
-    held.done = true
-    held.cancelTimer?.()
-    held.detachSignal?.()
-    this.held.delete(held)
-    for (const key of held.keys) {
-      const set = this.byKey.get(key)
-      set?.delete(held)
-      if (set?.size === 0) this.byKey.delete(key)
-    }
-    held.resolve(changed)
+    this.held.releaseAll()
   }
 }

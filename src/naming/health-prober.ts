@@ -23,6 +23,7 @@
 import type { Cancel, Clock } from '../core/clock.js'
 import type { Logger } from '../core/logger.js'
 import { LIMITS } from '../core/limits.js'
+import { TimeQueue } from '../core/time-queue.js'
 import type { Instance, ProbeCheck } from './model.js'
 import type { ProbeTarget } from './view.js'
 
@@ -116,7 +117,7 @@ interface Scheduled {
 export class HealthProber {
   private readonly targets = new Map<string, Scheduled>()
   /** Scheduled targets by due time; entries of removed or in-flight targets are skipped. */
-  private readonly queue = new DueQueue()
+  private readonly queue = new TimeQueue<Scheduled>()
   private readonly concurrency: number
   private active = false
   private syncedRevision = -1
@@ -328,52 +329,3 @@ function signatureOf(t: ProbeTarget): string {
 }
 
 const checkSignatures = new WeakMap<ProbeCheck, string>()
-
-/** A binary min-heap of scheduled targets by due time (ties in insertion order). */
-class DueQueue {
-  private heap: { due: number; seq: number; s: Scheduled }[] = []
-  private seq = 0
-
-  push(due: number, s: Scheduled): void {
-    const h = this.heap
-    h.push({ due, seq: this.seq++, s })
-    let i = h.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!less(h[i]!, h[p]!)) break
-      ;[h[i], h[p]] = [h[p]!, h[i]!]
-      i = p
-    }
-  }
-
-  /** The earliest entry due at or before now, removed from the queue; undefined if none is due. */
-  popDue(now: number): Scheduled | undefined {
-    const h = this.heap
-    if (h.length === 0 || h[0]!.due > now) return undefined
-    const top = h[0]!
-    const last = h.pop()!
-    if (h.length > 0) {
-      h[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < h.length && less(h[l]!, h[m]!)) m = l
-        if (r < h.length && less(h[r]!, h[m]!)) m = r
-        if (m === i) break
-        ;[h[i], h[m]] = [h[m]!, h[i]!]
-        i = m
-      }
-    }
-    return top.s
-  }
-
-  clear(): void {
-    this.heap = []
-  }
-}
-
-function less(a: { due: number; seq: number }, b: { due: number; seq: number }): boolean {
-  return a.due < b.due || (a.due === b.due && a.seq < b.seq)
-}

@@ -13,8 +13,9 @@
 
 import { createHash } from 'node:crypto'
 import { assert } from '../core/assert.js'
-import type { Cancel, Clock } from '../core/clock.js'
+import type { Clock } from '../core/clock.js'
 import { fail, isGraceError } from '../core/errors.js'
+import { type Held as HeldRequest, HeldRequests } from '../core/held-requests.js'
 import { LIMITS } from '../core/limits.js'
 import { type Fields, asFields, integer, optionalBool } from '../core/validate.js'
 import { type ServiceName, serviceKey } from './model.js'
@@ -98,16 +99,11 @@ function itemKey(i: WatchItem): string {
   return `${serviceKey(i)}\u001f${i.clusters.join(',')}\u001f${i.healthyOnly ? 1 : 0}${i.includeDisabled ? 1 : 0}`
 }
 
-interface Held {
+/** A held watch; its keys are the service keys of its items. */
+interface Held extends HeldRequest<WatchChange[]> {
   readonly items: readonly WatchItem[]
-  /** Service keys of this watch's items, for the index. */
-  readonly keys: readonly string[]
-  readonly resolve: (changed: WatchChange[]) => void
   /** Services changed since the last look; set while a look is scheduled. */
   pending: Set<string> | null
-  cancelTimer: Cancel | null
-  detachSignal: (() => void) | null
-  done: boolean
 }
 
 export interface NamingPushOptions {
@@ -118,10 +114,8 @@ export interface NamingPushOptions {
 }
 
 export class NamingPush {
-  private readonly clock: Clock
   private readonly maxWatchers: number
-  private readonly byService = new Map<string, Set<Held>>()
-  private readonly held = new Set<Held>()
+  private readonly held: HeldRequests<Held, WatchChange[]>
   private closed = false
   private readonly changes: DeltaLog
 
@@ -129,7 +123,7 @@ export class NamingPush {
     private readonly view: NamingView,
     opts: NamingPushOptions,
   ) {
-    this.clock = opts.clock
+    this.held = new HeldRequests(opts.clock, () => [])
     this.maxWatchers = opts.maxWatchers ?? LIMITS.maxWatchers
     this.changes = new DeltaLog(view.revision, opts.maxDeltaChanges ?? LIMITS.maxDeltaChanges)
     view.onChange((name, revision) => this.changed(name, revision))
@@ -142,7 +136,7 @@ export class NamingPush {
 
   /** Services some held watch follows; with size, lets tests prove nothing leaks. */
   get watchedServices(): number {
-    return this.byService.size
+    return this.held.keyCount
   }
 
   /**
@@ -158,26 +152,14 @@ export class NamingPush {
     }
     return new Promise((resolve) => {
       const keys = [...new Set(request.items.map((i) => serviceKey(i)))]
-      const held: Held = { items: request.items, keys, resolve, pending: null, cancelTimer: null, detachSignal: null, done: false }
-      this.held.add(held)
-      for (const key of keys) {
-        let set = this.byService.get(key)
-        if (!set) this.byService.set(key, (set = new Set()))
-        set.add(held)
-      }
-      held.cancelTimer = this.clock.setTimer(request.timeoutMs, () => this.finish(held, []))
-      if (signal) {
-        const onAbort = (): void => this.finish(held, [])
-        signal.addEventListener('abort', onAbort, { once: true })
-        held.detachSignal = () => signal.removeEventListener('abort', onAbort)
-      }
+      this.held.hold({ items: request.items, keys, resolve, pending: null }, request.timeoutMs, signal)
     })
   }
 
   /** Answers every held watch with [] and later ones at once: for shutdown. */
   releaseAll(): void {
     this.closed = true
-    for (const held of [...this.held]) this.finish(held, [])
+    this.held.releaseAll()
   }
 
   /**
@@ -229,10 +211,10 @@ export class NamingPush {
 
   private changed(name: ServiceName, revision: number): void {
     this.changes.add(name, revision)
-    if (this.byService.size === 0) return
-    const set = this.byService.get(serviceKey(name))
-    if (!set) return
+    if (this.held.keyCount === 0) return
     const key = serviceKey(name)
+    const set = this.held.following(key)
+    if (!set) return
     for (const held of set) {
       if (held.pending) {
         held.pending.add(key)
@@ -245,11 +227,11 @@ export class NamingPush {
 
   /** After changes: answer the watch if a list it follows now differs from its copy. */
   private look(held: Held): void {
-    if (held.done || !held.pending) return
+    if (!held.pending || !this.held.isHeld(held)) return
     const pending = held.pending
     held.pending = null
     const changed = this.differing(held.items.filter((i) => pending.has(serviceKey(i))))
-    if (changed.length > 0) this.finish(held, changed)
+    if (changed.length > 0) this.held.answer(held, changed)
   }
 
   private differing(items: readonly WatchItem[]): WatchChange[] {
@@ -263,20 +245,6 @@ export class NamingPush {
       out.push(changeOf(list, item, complete))
     }
     return out
-  }
-
-  private finish(held: Held, changed: WatchChange[]): void {
-    if (held.done) return
-    held.done = true
-    held.cancelTimer?.()
-    held.detachSignal?.()
-    this.held.delete(held)
-    for (const key of held.keys) {
-      const set = this.byService.get(key)
-      set?.delete(held)
-      if (set?.size === 0) this.byService.delete(key)
-    }
-    held.resolve(changed)
   }
 }
 

@@ -19,6 +19,7 @@
 // The driver follows the Ready contract of src/cp/raft/types.ts to the letter: persist hard
 // state, entries and snapshot; then send; then apply and answer reads; then advance.
 
+import { TimeQueue } from '../../src/core/time-queue.js'
 import { Raft, RaftError } from '../../src/cp/raft/raft.js'
 import type { ConfigChange, Entry, HardState, Membership, Message, NodeId, Ready, SnapshotMeta } from '../../src/cp/raft/types.js'
 import { type CheckedNode, InvariantChecker, SafetyViolation } from './checkers.js'
@@ -414,59 +415,7 @@ type Response =
 
 interface SimEvent {
   readonly time: number
-  readonly seq: number
   readonly run: () => void
-}
-
-/** A binary heap ordered by (time, seq): ties run in the order they were scheduled. */
-class EventQueue {
-  private readonly heap: SimEvent[] = []
-  private seq = 0
-
-  get size(): number {
-    return this.heap.length
-  }
-
-  push(time: number, run: () => void): void {
-    const h = this.heap
-    h.push({ time, seq: this.seq++, run })
-    let i = h.length - 1
-    while (i > 0) {
-      const p = (i - 1) >> 1
-      if (!less(h[i]!, h[p]!)) break
-      const tmp = h[i]!
-      h[i] = h[p]!
-      h[p] = tmp
-      i = p
-    }
-  }
-
-  pop(): SimEvent | undefined {
-    const h = this.heap
-    const top = h[0]
-    const last = h.pop()
-    if (h.length > 0 && last) {
-      h[0] = last
-      let i = 0
-      for (;;) {
-        const l = 2 * i + 1
-        const r = l + 1
-        let m = i
-        if (l < h.length && less(h[l]!, h[m]!)) m = l
-        if (r < h.length && less(h[r]!, h[m]!)) m = r
-        if (m === i) break
-        const tmp = h[i]!
-        h[i] = h[m]!
-        h[m] = tmp
-        i = m
-      }
-    }
-    return top
-  }
-}
-
-function less(a: SimEvent, b: SimEvent): boolean {
-  return a.time < b.time || (a.time === b.time && a.seq < b.seq)
 }
 
 // ---- the simulation -----------------------------------------------------------------------------
@@ -485,7 +434,7 @@ export class Simulation {
   private readonly netRng: Random
   private readonly clientRng: Random
   private readonly faultRng: Random
-  private readonly queue = new EventQueue()
+  private readonly queue = new TimeQueue<SimEvent>()
   private now = 0
   private steps = 0
   private readonly nodes = new Map<NodeId, SimNode>()
@@ -642,7 +591,7 @@ export class Simulation {
   }
 
   private at(delay: number, run: () => void): void {
-    this.queue.push(this.now + delay, run)
+    this.queue.push(this.now + delay, { time: this.now + delay, run })
   }
 
   traceTail(): string[] {
