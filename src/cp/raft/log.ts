@@ -9,6 +9,10 @@
 import { assert } from '../../core/assert.js'
 import type { Entry } from './types.js'
 
+// The checks below run on every append, slice and commit, so each tests its condition first and
+// builds its message only when it fails: a template literal in the call would be built (numbers
+// formatted, strings joined) every time, a few allocations per call on the hot path.
+
 export class RaftLog {
   private entries: Entry[]
   /** The index and term of the last entry the snapshot covers (0, 0 for none). */
@@ -73,7 +77,7 @@ export class RaftLog {
 
   /** Entries [lo, hi), at most maxCount of them and maxBytes of data (but at least one). */
   slice(lo: number, hi: number, maxCount = Infinity, maxBytes = Infinity): Entry[] {
-    assert(lo > this.offset && hi <= this.lastIndex() + 1 && lo <= hi, `slice [${lo}, ${hi}) outside (${this.offset}, ${this.lastIndex()}]`)
+    if (!(lo > this.offset && hi <= this.lastIndex() + 1 && lo <= hi)) assert(false, `slice [${lo}, ${hi}) outside (${this.offset}, ${this.lastIndex()}]`)
     const out: Entry[] = []
     let bytes = 0
     for (let i = lo; i < hi && out.length < maxCount; i++) {
@@ -88,7 +92,7 @@ export class RaftLog {
   /** The leader's own proposals. */
   append(entries: readonly Entry[]): void {
     for (const e of entries) {
-      assert(e.index === this.lastIndex() + 1 && e.term >= this.lastTerm(), `append ${e.index}/${e.term} after ${this.lastIndex()}/${this.lastTerm()}`)
+      if (!(e.index === this.lastIndex() + 1 && e.term >= this.lastTerm())) assert(false, `append ${e.index}/${e.term} after ${this.lastIndex()}/${this.lastTerm()}`)
       this.entries.push(e)
     }
   }
@@ -107,7 +111,7 @@ export class RaftLog {
       if (existing === e.term) continue
       // A conflict (or the end of our log): everything from here comes from the leader. A
       // committed entry never conflicts (Log Matching plus Leader Completeness).
-      assert(e.index > this.committed, `conflict at committed index ${e.index}`)
+      if (!(e.index > this.committed)) assert(false, `conflict at committed index ${e.index}`)
       this.entries.length = e.index - this.offset - 1
       this.stable = Math.min(this.stable, e.index - 1)
       this.entries.push(e)
@@ -132,7 +136,7 @@ export class RaftLog {
 
   commitTo(i: number): boolean {
     if (i <= this.committed) return false
-    assert(i <= this.lastIndex(), `commit ${i} beyond the log (${this.lastIndex()})`)
+    if (!(i <= this.lastIndex())) assert(false, `commit ${i} beyond the log (${this.lastIndex()})`)
     this.committed = i
     return true
   }
@@ -155,7 +159,7 @@ export class RaftLog {
   }
 
   appliedTo(i: number): void {
-    assert(i <= this.committed, `applied ${i} beyond commit ${this.committed}`)
+    if (!(i <= this.committed)) assert(false, `applied ${i} beyond commit ${this.committed}`)
     if (i > this.applied) this.applied = i
   }
 
@@ -182,8 +186,10 @@ export class RaftLog {
   }
 
   private check(): void {
-    assert(this.offset <= this.applied && this.applied <= this.committed && this.committed <= this.lastIndex(), `log indexes out of order: ${this.describe()}`)
-    assert(this.stable <= this.lastIndex(), `stable beyond the log: ${this.describe()}`)
+    if (!(this.offset <= this.applied && this.applied <= this.committed && this.committed <= this.lastIndex())) {
+      assert(false, `log indexes out of order: ${this.describe()}`)
+    }
+    if (!(this.stable <= this.lastIndex())) assert(false, `stable beyond the log: ${this.describe()}`)
   }
 
   describe(): string {

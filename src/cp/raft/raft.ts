@@ -503,8 +503,16 @@ export class Raft {
       this.send({ type: 'appendResp', from: this.id, to: m.from, term: this.term, success: false, index: m.prevIndex, hintIndex: hint.index, hintTerm: hint.term })
       return
     }
-    for (const e of m.entries) if (e.type === 'config') this.configIndexes.push(e.index)
-    this.refreshMembership()
+    // The membership changes only if a config entry came, or one after prevIndex may have gone
+    // with a conflicting suffix; otherwise the recomputation is skipped (it runs per append).
+    const lastConfig = this.configIndexes.length > 0 ? this.configIndexes[this.configIndexes.length - 1]! : 0
+    let changed = lastConfig > m.prevIndex
+    for (const e of m.entries) {
+      if (e.type !== 'config') continue
+      this.configIndexes.push(e.index)
+      changed = true
+    }
+    if (changed) this.refreshMembership()
     this.log.commitTo(Math.min(m.commit, last))
     this.send({ type: 'appendResp', from: this.id, to: m.from, term: this.term, success: true, index: last, hintIndex: 0, hintTerm: 0 })
   }
@@ -586,12 +594,15 @@ export class Raft {
 
   private appendEntries(entries: Entry[]): void {
     this.log.append(entries)
+    let changed = false
     for (const e of entries) {
       if (e.type !== 'config') continue
       this.configIndexes.push(e.index)
       this.pendingConfIndex = e.index
+      changed = true
     }
-    this.refreshMembership()
+    // A leader's own append removes nothing from its log: only a config entry changes membership.
+    if (changed) this.refreshMembership()
     this.broadcastPending = true
   }
 
