@@ -5,8 +5,14 @@
 // Runs as its own process (`node roof-server.js --host H --port P`) so that it does not share an
 // event loop with autocannon, just as Grace does not.
 
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
-import { roofConfig, roofInstanceList } from './fixtures.js'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { applyServerV8Flags } from '../../src/v8-flags.js'
+
+// The V8 settings Grace runs with (bin/grace.js), set before fastify loads as there: the roof
+// runs the same fastify, and Grace/roof should compare what the two do, not how V8 was tuned.
+applyServerV8Flags()
+const { default: Fastify } = await import('fastify')
+const { roofConfig, roofInstanceList } = await import('./fixtures.js')
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(name)
