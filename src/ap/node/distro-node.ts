@@ -113,8 +113,14 @@ export interface DistroStats {
   refused: number
 }
 
-/** How long a change waits for others to share its sync batch. */
-const SYNC_COALESCE_MS = 5
+/**
+ * The least time between two sends of sync batches (to every peer at once). A change made after a
+ * quiet spell leaves at once; under a stream of writes, those of each interval travel together.
+ * Each batch wakes the peer and, with its answer, this node again: at 1,500 writes/s over three
+ * nodes a batch per write cost about 100 µs of cluster CPU per write; one per 20 ms costs about
+ * a tenth of it, and adds at most 20 ms to the sync lag (target: p99 under 200 ms).
+ */
+export const SYNC_INTERVAL_MS = 20
 /** Records in one load page; the byte budget usually binds first. */
 const LOAD_PAGE_ITEMS = 5000
 /**
@@ -157,6 +163,8 @@ export class DistroNode implements EphemeralStore {
   private readonly sessions = new Map<string, LoadSession>()
   private nextSession = 1
   private pumpQueued = false
+  /** When the sync batches last left (see SYNC_INTERVAL_MS). */
+  private lastPumpAt = -Infinity
   private verifyTimer: Cancel | null = null
   private running = false
   private stopped = false
@@ -431,15 +439,16 @@ export class DistroNode implements EphemeralStore {
   }
 
   /**
-   * Batches leave SYNC_COALESCE_MS after the first change that needs them, so the writes of a few
-   * milliseconds travel together: each batch wakes every peer twice (the batch and its answer),
-   * which costs far more than the wait.
+   * Sends what is queued for every peer now if the last send was SYNC_INTERVAL_MS ago or more,
+   * else when that much time has passed: at most one round of batches per interval.
    */
   private schedulePump(): void {
     if (this.pumpQueued || !this.running) return
     this.pumpQueued = true
-    this.clock.setTimer(SYNC_COALESCE_MS, () => {
+    const wait = Math.max(0, this.lastPumpAt + SYNC_INTERVAL_MS - this.clock.now())
+    this.clock.setTimer(wait, () => {
       this.pumpQueued = false
+      this.lastPumpAt = this.clock.now()
       for (const peer of this.queues.keys()) this.pump(peer)
     })
   }
@@ -472,8 +481,8 @@ export class DistroNode implements EphemeralStore {
           this.logger.warn({ peer, err: (err as Error).message }, 'distro: malformed sync answer')
         }
         q.ack(batch.id)
-        // What queued meanwhile leaves with the next coalescing window, not at once: under load,
-        // answers come often, and a batch per answer would be many small ones.
+        // What queued meanwhile leaves with the next round, SYNC_INTERVAL_MS after the last: under
+        // load, answers come often, and a batch per answer would be many small ones.
         if (this.queues.get(peer) === q && q.size > 0) this.schedulePump()
       },
       (err: Error) => {
