@@ -43,17 +43,21 @@ function suspectAfter(instances: readonly Instance[]): number {
 }
 
 /**
- * The longest silence that leaves the record as it is (expire() returns it unchanged): below the
- * first timeout of its instances while all are healthy. A record with an unhealthy instance may
- * change at any silence (a takeover can make it healthy again), so it is always looked at.
+ * The silences that leave the record as it is (expire() returns it unchanged): above `after` and
+ * at most `upTo`. Each instance stays as it is while silent no longer than its delete timeout,
+ * and, if healthy, no longer than its unhealthy timeout; if unhealthy, longer than it (a shorter
+ * silence, after a takeover's fresh lease, makes it healthy again).
  */
-function unchangedUpTo(instances: readonly Instance[]): number {
-  let first = Infinity
+export function unchangedRange(instances: readonly Instance[]): { after: number; upTo: number } {
+  let after = -Infinity
+  let upTo = Infinity
   for (const i of instances) {
-    if (!i.healthy) return -Infinity
-    first = Math.min(first, override(i, 'unhealthyAfterMs'), override(i, 'removeAfterMs'))
+    const unhealthyAfter = override(i, 'unhealthyAfterMs')
+    upTo = Math.min(upTo, override(i, 'removeAfterMs'))
+    if (i.healthy) upTo = Math.min(upTo, unhealthyAfter)
+    else after = Math.max(after, unhealthyAfter)
   }
-  return first
+  return { after, upTo }
 }
 
 /**
@@ -63,8 +67,10 @@ function unchangedUpTo(instances: readonly Instance[]): number {
  * on the benchmark's register run (docs/benchmarks.md).
  */
 class Lease {
-  /** The record the two limits below were worked out for; undefined: not yet. */
+  /** The record the limits below were worked out for; undefined: not yet. */
   record: ClientRecord | undefined = undefined
+  /** expire() changes the record only for a silence at most unchangedAfter or above unchangedUpTo. */
+  unchangedAfter = 0
   unchangedUpTo = 0
   suspectAfter = 0
 
@@ -74,8 +80,15 @@ class Lease {
   track(record: ClientRecord): void {
     if (this.record === record) return
     this.record = record
-    this.unchangedUpTo = unchangedUpTo(record.instances)
+    const range = unchangedRange(record.instances)
+    this.unchangedAfter = range.after
+    this.unchangedUpTo = range.upTo
     this.suspectAfter = suspectAfter(record.instances)
+  }
+
+  /** Whether expire(record, silentMs) would change the tracked record. */
+  changesAt(silentMs: number): boolean {
+    return silentMs <= this.unchangedAfter || silentMs > this.unchangedUpTo
   }
 }
 
@@ -192,9 +205,11 @@ export class ClientLeases {
     if (!this.mayExpire()) return
     const now = this.clock.now()
     const preservation = this.preservation?.enabled() ? this.preservation : null
-    const changes: ClientRecord[] = []
+    // Two passes: the first only counts, so that a sweep self-preservation pauses (every second,
+    // as long as the clients stay silent) builds no expired records it would throw away.
     let clients = 0
     let expiring = 0
+    let due = 0
     for (const [clientId, lease] of this.leases) {
       const record = this.store.get(clientId)
       if (!record || !this.owns(clientId)) {
@@ -205,9 +220,9 @@ export class ClientLeases {
       clients++
       lease.track(record)
       const silent = now - lease.last
-      const next = silent > lease.unchangedUpTo ? expire(record, silent) : record
-      if (next !== record) changes.push(next)
-      if (preservation && !this.expired.has(clientId) && (next !== record || silent > lease.suspectAfter)) expiring++
+      const changes = lease.changesAt(silent)
+      if (changes) due++
+      if (preservation && !this.expired.has(clientId) && (changes || silent > lease.suspectAfter)) expiring++
     }
     if (preservation) {
       const { allowed, transition } = preservation.decide(now, clients, expiring)
@@ -219,6 +234,15 @@ export class ClientLeases {
         for (const lease of this.leases.values()) lease.last = now
         return
       }
+    }
+    if (due === 0) return
+    const changes: ClientRecord[] = []
+    for (const lease of this.leases.values()) {
+      const silent = now - lease.last
+      if (!lease.changesAt(silent)) continue
+      const record = lease.record!
+      const next = expire(record, silent)
+      if (next !== record) changes.push(next)
     }
     let expired = 0
     let removed = 0
@@ -252,7 +276,7 @@ export class ClientLeases {
 }
 
 /** The record after `silentMs` without a beat; the same object when nothing changes. */
-function expire(record: ClientRecord, silentMs: number): ClientRecord {
+export function expire(record: ClientRecord, silentMs: number): ClientRecord {
   let changed = false
   const instances: Instance[] = []
   for (const i of record.instances) {

@@ -5,8 +5,8 @@
 import t from 'tap'
 import { MemoryEphemeralStore } from '../../../src/ap/node/memory-store.js'
 import { ManualClock } from '../../../src/core/clock.js'
-import { ClientLeases } from '../../../src/naming/leases.js'
-import { BEAT_DEFAULTS, type Instance } from '../../../src/naming/model.js'
+import { ClientLeases, expire, unchangedRange } from '../../../src/naming/leases.js'
+import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from '../../../src/naming/model.js'
 
 function record(clientId: string, version = 1) {
   const instance: Instance = { namespace: 'public', group: 'DEFAULT_GROUP', service: 's', cluster: 'DEFAULT', ip: '10.0.0.1', port: 80, weight: 1, enabled: true, healthy: true, ephemeral: true, metadata: {}, clientId }
@@ -104,4 +104,55 @@ t.test('the sweep runs every second on the clock it is given', async (t) => {
   t.notOk(store.get('c1'))
   leases.stop()
   t.equal(clock.pendingTimers(), 0)
+})
+
+t.test('unchangedRange says exactly at which silences expire() changes a record (the sweep counts with it, and builds only those)', async (t) => {
+  // Deterministic pseudo-random records: 1 to 3 instances, healthy or not, each with its own timeouts.
+  let seed = 7
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff
+    return seed % n
+  }
+  let checked = 0
+  for (let r = 0; r < 300; r++) {
+    const instances: Instance[] = []
+    const n = 1 + rand(3)
+    for (let k = 0; k < n; k++) {
+      const unhealthy = 1000 * (1 + rand(20))
+      const remove = 1000 * (1 + rand(40))
+      const base = record(`c${r}`).instances[0]!
+      instances.push({ ...base, port: 80 + k, healthy: rand(2) === 0, metadata: { [BEAT_METADATA.unhealthyAfterMs]: String(unhealthy), [BEAT_METADATA.removeAfterMs]: String(remove) } })
+    }
+    const rec = { clientId: `c${r}`, version: 1, instances }
+    const { after, upTo } = unchangedRange(instances)
+    for (let silent = 0; silent <= 42_000; silent += 500) {
+      const changes = silent <= after || silent > upTo
+      if (changes !== (expire(rec, silent) !== rec)) t.fail(`record ${r} at ${silent} ms: range (${after}, ${upTo}] disagrees with expire()`)
+      checked++
+    }
+  }
+  t.equal(checked, 300 * 85)
+})
+
+t.test('a sweep that self-preservation pauses expires nothing, and the clients expire once it resumes', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  leases.configure({ selfPreservation: { share: 0.5, windowMs: 60_000, minClients: 10 } })
+  for (let k = 0; k < 20; k++) {
+    store.put(record(`c${k}`))
+    leases.renew(`c${k}`)
+  }
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.equal([...Array(20).keys()].filter((k) => store.get(`c${k}`)!.instances[0]!.healthy).length, 20, 'all 20 going silent at once: paused, none marked')
+  t.equal(leases.selfPreservation()!.active, true)
+  for (let k = 0; k < 20; k++) leases.renew(`c${k}`)
+  leases.sweep()
+  t.equal(leases.selfPreservation()!.active, false, 'resumed once they beat')
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.renew('c0')
+  for (let k = 1; k < 20; k++) if (k >= 10) leases.renew(`c${k}`)
+  leases.sweep()
+  t.equal([...Array(20).keys()].filter((k) => !store.get(`c${k}`)!.instances[0]!.healthy).length, 9, 'nine of twenty silent: within the share, marked unhealthy')
 })
