@@ -15,7 +15,8 @@
 // Limits. A frame is at most maxFrameBytes (4 KiB until the handshake is done); an announced
 // length past that closes the connection. Each peer has a bounded send queue: a Raft message
 // that finds it full is dropped and counted (Raft retransmits), a call is refused. The queue
-// holds frames only while a connection is being set up or the socket pushes back; while a peer
+// holds frames until the end of the event-loop turn that sent them (they leave in one write), and
+// longer only while a connection is being set up or the socket pushes back; while a peer
 // is known to be down (between reconnect attempts) Raft messages drop at once, because Raft
 // re-probes a peer it was told is unreachable and stale heartbeats would only be noise later.
 //
@@ -191,6 +192,8 @@ interface InConn extends Conn {
   served: number
   /** Reading paused until the socket drains the answers we wrote. */
   paused: boolean
+  /** Answers wait in the corked socket until the end of this turn of the event loop. */
+  corked: boolean
 }
 
 /** The sending side towards one peer: its connection, queue and calls. */
@@ -563,8 +566,10 @@ export class PeerTransport {
   private scheduleFlush(o: Outbound): void {
     if (o.flushScheduled) return
     o.flushScheduled = true
-    // Everything sent in the same synchronous run (a Raft Ready's messages) goes out in one write.
-    queueMicrotask(() => {
+    // Everything sent in the same turn of the event loop goes out in one write: a Raft Ready's
+    // messages, and the calls made by the callbacks of one poll (under load, a forwarded request
+    // per HTTP request read), which a microtask would flush one callback at a time.
+    setImmediate(() => {
       o.flushScheduled = false
       this.flush(o)
     })
@@ -801,6 +806,7 @@ export class PeerTransport {
       inHandshake: true,
       served: 0,
       paused: false,
+      corked: false,
     }
     this.inbound.add(c)
     c.handshakeTimer = setTimeout(() => {
@@ -1001,9 +1007,22 @@ export class PeerTransport {
     this.answer(c, bytes)
   }
 
-  /** Writes on an inbound connection; when the socket pushes back, stop reading until it drains. */
+  /**
+   * Writes on an inbound connection; when the socket pushes back, stop reading until it drains.
+   * The answers of one turn of the event loop leave in one write (corked until setImmediate):
+   * under load a peer's calls arrive many to a read, and a write per answer cost a syscall and a
+   * wakeup of the peer each.
+   */
   private answer(c: InConn, bytes: Buffer): void {
     if (!c.alive) return
+    if (!c.corked) {
+      c.corked = true
+      c.socket.cork()
+      setImmediate(() => {
+        c.corked = false
+        c.socket.uncork()
+      })
+    }
     if (!c.socket.write(bytes) && !c.paused) {
       c.paused = true
       c.socket.pause()
