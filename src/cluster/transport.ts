@@ -213,6 +213,8 @@ class Outbound {
   dropping = false
   sentFrames = 0
   flushScheduled = false
+  /** Set when the peer was removed while calls to it were in flight (Transport.retire). */
+  retiredBecause: string | null = null
 
   constructor(
     readonly peer: NodeId,
@@ -306,6 +308,8 @@ export class PeerTransport {
 
   private peers: Map<NodeId, string>
   private readonly outbound = new Map<NodeId, Outbound>()
+  /** Removed peers whose connection stays open until the calls already sent to them settle. */
+  private readonly retiring = new Set<Outbound>()
   private readonly inbound = new Set<InConn>()
   /** The authenticated inbound connection of each peer: a newer one replaces an older one. */
   private readonly inboundByPeer = new Map<NodeId, InConn>()
@@ -392,7 +396,8 @@ export class PeerTransport {
     this.state = 'closed'
     if (this.tick) clearInterval(this.tick)
     this.tick = null
-    for (const o of this.outbound.values()) this.shutOutbound(o, 'CLOSED', 'peer transport closed')
+    for (const o of [...this.outbound.values(), ...this.retiring]) this.shutOutbound(o, 'CLOSED', 'peer transport closed')
+    this.retiring.clear()
     for (const c of this.inbound) this.drop(c, null)
     const server = this.server
     this.closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve()
@@ -400,16 +405,17 @@ export class PeerTransport {
   }
 
   /**
-   * Replaces the peer list. New peers are dialed, removed ones disconnected (their calls fail
-   * with UNREACHABLE and, unless acceptUnknownPeers, their inbound connection is closed), and a
-   * peer whose address changed is redialed at the new one with its queue kept.
+   * Replaces the peer list. New peers are dialed, removed ones take no new traffic and are
+   * disconnected once the calls already sent to them settle (retire; unless acceptUnknownPeers,
+   * their inbound connection is closed at once), and a peer whose address changed is redialed at
+   * the new one with its queue kept.
    */
   setPeers(peers: PeerAddresses): void {
     const next = normalizePeers(this.selfId, peers)
     if (this.state === 'closed') return
     for (const [id, o] of this.outbound) {
       if (next.has(id)) continue
-      this.shutOutbound(o, 'UNREACHABLE', `${id} was removed from the peers`)
+      this.retire(o, `${id} was removed from the peers`)
       this.outbound.delete(id)
       if (!this.acceptUnknownPeers) {
         const c = this.inboundByPeer.get(id)
@@ -559,6 +565,10 @@ export class PeerTransport {
     if (call.timer) clearTimeout(call.timer)
     call.timer = null
     o.pending.delete(call.id)
+    if (o.pending.size === 0 && this.retiring.delete(o)) {
+      if (o.conn) this.drop(o.conn, o.retiredBecause)
+      o.conn = null
+    }
     if (result instanceof PeerError) call.reject(result)
     else call.resolve(result)
   }
@@ -722,7 +732,13 @@ export class PeerTransport {
     c.alive = false
     if (o.conn !== c) return
     o.conn = null
-    if (o.state === 'removed' || this.state === 'closed') return
+    if (o.state === 'removed') {
+      // A retiring peer's connection went before its calls were answered.
+      this.retiring.delete(o)
+      for (const call of [...o.pending.values()]) this.settle(o, call, new PeerError('UNREACHABLE', o.peer, `connection to ${o.peer} lost after it was removed from the peers`))
+      return
+    }
+    if (this.state === 'closed') return
     const wasReady = c.state === 'ready'
     const reason = c.reason ?? (c.error ? c.error.message : 'connection closed by peer')
     for (const call of [...o.pending.values()]) {
@@ -747,6 +763,21 @@ export class PeerTransport {
     }, delay)
     o.retryTimer.unref()
     this.reportUnreachable(o.peer)
+  }
+
+  /**
+   * A peer removed from the peers: nothing new is sent to it, but calls already sent keep its
+   * connection until they are answered or time out (settle closes it after the last). The removed
+   * node may be the leader answering the very call that removed it: a follower that forwarded
+   * the removal applies the new configuration, and drops the leader from its peers, before the
+   * leader's answer is back.
+   */
+  private retire(o: Outbound, why: string): void {
+    if (o.pending.size === 0 || o.conn?.state !== 'ready') return this.shutOutbound(o, 'UNREACHABLE', why)
+    o.state = 'removed'
+    o.retiredBecause = why
+    o.dropQueuedRaft()
+    this.retiring.add(o)
   }
 
   /** Stops all traffic to a peer for good (removed, or the transport closed). */

@@ -102,6 +102,25 @@ t.test('a node joins (by a snapshot), is promoted once caught up, takes the lead
   for (const id of remaining) t.equal((await request(`${url(id)}/v1/ns/instances?service=later`, 'GET')).body.instances.length, 1, `${id} has the write`)
 })
 
+t.test('the leader removed through a follower: the follower answers with the new membership, and the rest goes on', async (t) => {
+  const c = await cluster(t)
+  const url = (id: string) => c.servers.get(id)!.url
+  const leader = await c.leader()
+  const follower = c.ids.find((id) => id !== leader)!
+  // The follower forwards the change to the leader, and applies the configuration that drops the
+  // leader from its peers before the leader's answer is back: that answer must still reach it.
+  const removed = await request(`${url(follower)}/v1/cluster/members/${leader}`, 'DELETE', undefined, ADMIN)
+  t.equal(removed.status, 200, JSON.stringify(removed.body))
+  t.same([...(removed.body as Members).voters].sort(), c.ids.filter((id) => id !== leader).sort())
+  const rest = c.ids.filter((id) => id !== leader)
+  const newLeader = await eventually('a leader among the two left', async () => {
+    const s = (await request(`${url(follower)}/v1/cluster/status`, 'GET')).body as { leaderId: string | null }
+    return s.leaderId && rest.includes(s.leaderId) ? s.leaderId : undefined
+  })
+  const write = await request(`${url(newLeader)}/v1/ns/instances`, 'POST', { service: 'after-removal', ip: '10.0.0.9', port: 1, ephemeral: false })
+  t.equal(write.status, 200, JSON.stringify(write.body))
+})
+
 t.test('membership requests that do not fit are refused with a code and change nothing', async (t) => {
   const c = await cluster(t)
   const leader = await c.leader()

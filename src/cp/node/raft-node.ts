@@ -175,6 +175,7 @@ export class RaftNode implements ReplicatedLog {
   private readonly baseAddresses: ReadonlyMap<NodeId, string>
   /** The membership the transport's peers were last set from. */
   private peersFrom: Membership | null = null
+  private peersUncommitted = 0
   private promoting = false
   private transferWaiters: { to: NodeId; resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
 
@@ -407,14 +408,24 @@ export class RaftNode implements ReplicatedLog {
       .finally(() => (this.promoting = false))
   }
 
-  /** Keeps the transport's peers equal to the members (other than this node) and their addresses. */
+  /**
+   * Keeps the transport's peers equal to the members (other than this node) and their addresses:
+   * those of the latest configuration and, while it is uncommitted, of the one before it. A
+   * member being removed stays a peer until its removal commits: when it is the leader, the
+   * others' answers are what commits the change.
+   */
   private syncPeers(): void {
     if (!this.transport?.setPeers) return
     const membership = this.raft.currentMembership()
-    if (membership === this.peersFrom) return
+    const uncommitted = this.raft.uncommittedConfigIndex()
+    if (membership === this.peersFrom && uncommitted === this.peersUncommitted) return
     this.peersFrom = membership
+    this.peersUncommitted = uncommitted
     // A node waiting to join has no membership yet: it listens to the nodes it was started with.
     const peers = membership.voters.length === 0 ? new Map(this.baseAddresses) : this.addressesOf(membership)
+    if (uncommitted > 0) {
+      for (const [id, address] of this.addressesOf(this.raft.membershipAt(uncommitted - 1))) if (!peers.has(id)) peers.set(id, address)
+    }
     peers.delete(this.id)
     this.transport.setPeers(peers)
   }

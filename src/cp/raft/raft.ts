@@ -360,6 +360,17 @@ export class Raft {
     return this.membership
   }
 
+  /**
+   * The index of the latest configuration entry while it is not committed, else 0. Until it
+   * commits, the members of the configuration before it still take part: a member it removes
+   * (the leader itself, thesis 4.2.2) replicates the change and needs the others' answers to
+   * commit it. membershipAt(index - 1) is that configuration.
+   */
+  uncommittedConfigIndex(): number {
+    const latest = this.configIndexes[this.configIndexes.length - 1]
+    return latest !== undefined && latest > this.log.committed ? latest : 0
+  }
+
   status() {
     return {
       id: this.id,

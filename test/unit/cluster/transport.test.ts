@@ -249,6 +249,40 @@ t.test('calls: answers, remote error codes, unknown methods, timeouts', async (t
   a.transport.sendRaft('b', hb('a', 'b', 1)) // never throws
 })
 
+t.test('a peer removed while calls to it are in flight: those are still answered, nothing new goes, then it is disconnected', async (t) => {
+  const [a, b] = await Promise.all([startNode(t, 'a', { acceptUnknownPeers: true }), startNode(t, 'b', { acceptUnknownPeers: true })])
+  mesh([a, b])
+  let release: (() => void) | undefined
+  b.transport.onCall('slow', () => new Promise<Uint8Array>((resolve) => (release = () => resolve(Buffer.from('late answer')))))
+  b.transport.onCall('never', () => new Promise<Uint8Array>(() => {}))
+  b.transport.onCall('echo', async (_from, payload) => payload)
+  t.equal(Buffer.from(await a.transport.call('b', 'echo', Buffer.from('x'), 2000)).toString(), 'x')
+  const slow = a.transport.call('b', 'slow', new Uint8Array(0), 5000)
+  await waitFor('the slow call to arrive', () => release !== undefined)
+  // Connections b accepted (from a): the one a dialled stays open while a's call is in flight.
+  const inboundAtB = () => (b.transport as unknown as { inbound: Set<unknown> }).inbound.size
+  t.equal(inboundAtB(), 1)
+  // a drops b from its peers (b left the cluster) while b is still working on a's call.
+  a.transport.setPeers({})
+  await t.rejects(a.transport.call('b', 'echo', new Uint8Array(0), 500), { code: 'UNREACHABLE' }, 'no new call goes to a removed peer')
+  t.notOk(a.transport.isConnected('b'), 'b is no longer a peer')
+  release!()
+  t.equal(Buffer.from(await slow).toString(), 'late answer', 'the call sent before the removal gets its answer')
+  // With the last call settled, a closes the connection: b sees it go.
+  await waitFor('the connection from a to close', () => inboundAtB() === 0)
+  t.pass('a closed its connection to b once the call was answered')
+
+  // A removed peer's call that never answers ends at its own timeout, and close() leaves nothing.
+  a.transport.setPeers({ b: `127.0.0.1:${b.transport.port}` })
+  await waitFor('a to reconnect to b', () => a.transport.isConnected('b'))
+  const hanging = a.transport.call('b', 'never', new Uint8Array(0), 300)
+  await sleep(20)
+  a.transport.setPeers({})
+  await t.rejects(hanging, { code: 'TIMEOUT' }, 'a call to a removed peer still times out')
+  const again = a.transport.call('b', 'never', new Uint8Array(0), 10_000).catch((err: PeerError) => err.code)
+  t.equal(await again, 'UNREACHABLE')
+})
+
 t.test('a peer that restarts is reconnected to, and messages flow again', async (t) => {
   const a = await startNode(t, 'a')
   let b = await startNode(t, 'b')
