@@ -15,7 +15,7 @@
 
 import { parseArgs } from 'node:util'
 import type { ClientRecord } from '../../src/ap/store.js'
-import { DistroNode, type DistroTransport } from '../../src/ap/node/distro-node.js'
+import { DistroNode, SYNC_INTERVAL_MS, type DistroTransport } from '../../src/ap/node/distro-node.js'
 import { ManualClock, SystemClock, type Clock } from '../../src/core/clock.js'
 import { silentLogger } from '../../src/core/logger.js'
 import { BEAT_METADATA, type Instance } from '../../src/naming/model.js'
@@ -137,7 +137,8 @@ async function benchWrite(perWindow: number, writes: number): Promise<number> {
         const i = instance(k++)
         owner.put({ clientId: i.clientId, version: 0, instances: [i] })
       }
-      clock.advance(10)
+      // One round of sync batches per window: the driver sends at most one per SYNC_INTERVAL_MS.
+      clock.advance(SYNC_INTERVAL_MS)
       // Let the sync calls and their answers go round.
       for (let s = 0; s < 6; s++) await new Promise((r) => setImmediate(r))
     }
