@@ -10,7 +10,7 @@
 import type { ClientRecord, EphemeralStore } from '../ap/store.js'
 import type { Cancel, Clock } from '../core/clock.js'
 import { type Logger, silentLogger } from '../core/logger.js'
-import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from './model.js'
+import { BEAT_DEFAULTS, BEAT_METADATA, type Instance, withHealth } from './model.js'
 import { SelfPreservation, type SelfPreservationSettings, type SelfPreservationStatus } from './self-preservation.js'
 
 /** How often the sweep looks for overdue clients; the health answer lags a beat by at most this. */
@@ -183,7 +183,7 @@ export class ClientLeases {
     this.expired.delete(clientId)
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
-      this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : { ...i, healthy: true })) })
+      this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : withHealth(i, true))) })
     }
   }
 
@@ -288,7 +288,7 @@ export function expire(record: ClientRecord, silentMs: number): ClientRecord {
     if (healthy === i.healthy) instances.push(i)
     else {
       changed = true
-      instances.push({ ...i, healthy })
+      instances.push(withHealth(i, healthy))
     }
   }
   return changed ? { ...record, version: record.version + 1, instances } : record

@@ -22,6 +22,7 @@ import {
   probeCheckOf,
   sameSlot,
   serviceKey,
+  withHealth,
 } from './model.js'
 import type { NamingCommand } from './state-machine.js'
 import type { BeatRequest, ClusterRef, InstancePatch, InstanceQuery, InstanceRef, ServicePatch } from './validate.js'
@@ -350,7 +351,7 @@ export class NamingService {
       else void this.owners!.forward(owner, { op: 'deregister', ref: instance, clientId: previous.clientId }).catch(() => {})
     }
     // Registering makes an instance healthy; most arrive so (the default), and need no copy.
-    const registered: Instance = instance.healthy ? instance : { ...instance, healthy: true }
+    const registered: Instance = instance.healthy ? instance : withHealth(instance, true)
     this.changeClient(instance.clientId, (instances) => {
       const others = instances.filter((i) => !sameSlot(i, instance))
       if (others.length >= LIMITS.maxInstancesPerClient) {
