@@ -3,7 +3,7 @@
 // push, failover and the disk cache.
 
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -16,6 +16,11 @@ async function serve(t: Test): Promise<{ n: TestNode; url: string }> {
   const url = await n.node.app.listen({ host: '127.0.0.1', port: 0 })
   t.teardown(() => n.close())
   return { n, url }
+}
+
+/** The finished files of a disk cache (not the temporary ones being written). */
+function cacheFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && !e.name.endsWith('.tmp')).map((e) => e.name)
 }
 
 function tmp(t: Test): string {
@@ -122,8 +127,8 @@ t.test('failover: a dead server is passed over; the disk cache answers when none
   for (let i = 0; i < 3; i++) t.equal((await c.getAllInstances('cached', { subscribe: false })).length, 1)
   t.ok(failovers.length <= 1, 'moved once, then stays on the server that answers')
   await c.getAllInstances('cached')
-  // The cache is written in the background.
-  await new Promise((r) => setTimeout(r, 200))
+  // The cache is written in the background (a temporary file, then renamed into place).
+  await eventually('the disk cache to be written', () => cacheFiles(cacheDir).length > 0, 5000)
 
   // A new client (a restarted application) while no server answers.
   const dead2 = `127.0.0.1:${await freePort()}`

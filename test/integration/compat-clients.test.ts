@@ -212,7 +212,12 @@ t.test('endpoint mode: the Nacos naming client gets its server list from /nacos/
   })
   await client.ready()
   await client.registerInstance('via-endpoint', { ip: '10.3.0.1', port: 1 })
-  const hosts = await client.getAllInstances('via-endpoint')
+  // Each call goes to a node of the list at random: the read may reach a node the registration
+  // has not synced to yet (ephemeral data is AP), so it is retried until it shows.
+  const hosts = await until('getAllInstances to find it', async () => {
+    const found = await client.getAllInstances('via-endpoint')
+    return found.length > 0 ? found : undefined
+  })
   t.match(hosts, [{ ip: '10.3.0.1', port: 1 }])
   await client.deregisterInstance('via-endpoint', { ip: '10.3.0.1', port: 1 })
 })
