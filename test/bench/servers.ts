@@ -50,14 +50,26 @@ export interface RunningServer {
   cpus(): number[] | undefined
 }
 
-/** A port nothing listens on right now. Racy in principle, fine on a benchmark machine. */
+/** Ports freePort has handed out in this process: two servers must never be given the same one. */
+const handedOut = new Set<number>()
+
+/**
+ * A port nothing listens on right now, and not one handed out before in this process (the
+ * kernel may offer a port again once it is released, before its first taker binds it: a cluster
+ * once got one port for a member's client side and another's peer side). Racy in principle
+ * against other processes, fine on a benchmark machine.
+ */
 export async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
-  return address.port
+  for (;;) {
+    const server = createServer()
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))
+    const address = server.address()
+    await new Promise((resolve) => server.close(resolve))
+    if (address === null || typeof address === 'string') throw new Error('no port from listen(0)')
+    if (handedOut.has(address.port)) continue
+    handedOut.add(address.port)
+    return address.port
+  }
 }
 
 /** Spawns the server and resolves once GET /readyz answers 200; rejects if it exits first. */
