@@ -152,7 +152,92 @@ async function benchWrite(perWindow: number, writes: number): Promise<number> {
   return us
 }
 
+/**
+ * A lease sweep on the owner expiring `clients` clients at once (marked unhealthy, or removed),
+ * the bench's register clients after their lease: the owner writes them all in one turn, then the
+ * sync batches go round. Answers the peers' CPU per client (the owner's writes excluded) and the
+ * 90th percentile of the sync batches a peer applied, each a turn of its event loop (the
+ * longest is a GC pause more often than not).
+ */
+async function benchExpiry(clients: number, how: 'unhealthy' | 'remove'): Promise<{ peerUs: number; longestMs: number; rounds: number }> {
+  const clock = new ManualClock(Date.now())
+  const net = new MemoryNet()
+  const ids = ['a', 'b', 'c']
+  const turns: number[] = []
+  let peerMs = 0
+  const nodes = ids.map((id) => {
+    const transport = net.transport(id)
+    if (id !== 'a') {
+      // Times every handler of the peers: the sync applies are what runs there.
+      const onCall = transport.onCall.bind(transport)
+      transport.onCall = (method, handler) =>
+        onCall(method, async (from, p) => {
+          const t0 = performance.now()
+          const c0 = cpuMs()
+          const out = await handler(from, p)
+          const c = cpuMs() - c0
+          if (method === 'distro.sync') turns.push(Math.min(c, performance.now() - t0))
+          peerMs += c
+          return out
+        })
+    }
+    const n = new DistroNode({ self: id, transport, clock, random: Math.random, logger: silentLogger, members: ids })
+    const view = new NamingView(clock.now() * 1000, () => clock.now())
+    new NamingPush(view, { clock })
+    n.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+    return n
+  })
+  for (const n of nodes) n.start()
+  const owner = nodes[0]!
+  // Until each peer has applied `count` more items than at `from`; answers the sync rounds it took.
+  const settle = async (from: number[], count: number): Promise<number> => {
+    const behind = () => nodes.slice(1).some((n, i) => n.stats().itemsApplied < from[i]! + count)
+    let r = 0
+    for (; r < 2000 && behind(); r++) {
+      clock.advance(SYNC_INTERVAL_MS)
+      for (let s = 0; s < 6; s++) await new Promise((r) => setImmediate(r))
+    }
+    if (behind()) throw new Error('the peers did not apply every change')
+    return r
+  }
+  const applied = () => nodes.slice(1).map((n) => n.stats().itemsApplied)
+  const held: ClientRecord[] = []
+  for (let k = 0; k < clients; k++) {
+    const i = { ...instance(k), service: 'bench-ap-eph', metadata: {} }
+    owner.put({ clientId: i.clientId, version: 0, instances: [i] })
+    held.push(owner.get(i.clientId)!)
+  }
+  await settle([0, 0], clients)
+  const before = applied()
+  turns.length = 0
+  peerMs = 0
+  for (const r of held) {
+    if (how === 'remove') owner.remove(r.clientId)
+    else owner.put({ clientId: r.clientId, version: 0, instances: r.instances.map((i) => ({ ...i, healthy: false })) })
+  }
+  const rounds = await settle(before, clients)
+  const expect = how === 'remove' ? 0 : clients
+  if (nodes[1]!.size() !== expect || nodes[2]!.size() !== expect) throw new Error(`peers hold ${nodes[1]!.size()}, ${nodes[2]!.size()}, not ${expect}`)
+  for (const n of nodes) n.stop()
+  turns.sort((a, b) => a - b)
+  return { peerUs: (peerMs * 1000) / clients, longestMs: turns[Math.floor(turns.length * 0.9)]!, rounds }
+}
+
 if (!opts.only || opts.only === 'load') await benchLoad()
+if (!opts.only || opts.only === 'expiry') {
+  for (const how of ['unhealthy', 'remove'] as const) {
+    const us: number[] = []
+    const longest: number[] = []
+    const rounds: number[] = []
+    for (let r = 0; r < REPS; r++) {
+      const x = await benchExpiry(20_000, how)
+      us.push(x.peerUs)
+      longest.push(x.longestMs)
+      rounds.push(x.rounds)
+    }
+    console.log(`expiry (${how}) of 20,000 clients: median ${median(us).toFixed(1)} µs peer CPU per client per peer pair, p90 of the sync applies (CPU, or wall if less) median ${median(longest).toFixed(1)} ms (${longest.map((u) => u.toFixed(1)).join(' ')}), synced in ${median(rounds)} rounds of ${SYNC_INTERVAL_MS} ms`)
+  }
+}
 if (!opts.only || opts.only === 'write') {
   for (const perWindow of [1, 64]) {
     const us: number[] = []

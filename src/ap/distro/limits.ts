@@ -45,8 +45,15 @@ export const DISTRO_LIMITS = {
   maxQueuedClients: 100_000,
   /** Sync batches sent to one peer and not yet answered (sync-queue.ts). */
   maxBatchesInFlight: 4,
-  /** One sync batch: at most this many records and this many bytes (but always one record). */
-  maxBatchItems: 1000,
+  /**
+   * One sync batch: at most this many records and this many bytes (but always one record). A
+   * peer applies a batch in one turn of its event loop, about 10 µs a record with its naming
+   * view, and the sender encodes a round's batches in one turn: at 1,000 records a lease sweep
+   * that expired thousands of clients held each peer's HTTP requests up for 10 ms and more per
+   * batch. Under a backlog, full batches leave as soon as a slot frees (sync-queue.ts
+   * fullBatchReady), so throughput does not depend on this size.
+   */
+  maxBatchItems: 250,
   maxBatchBytes: 1024 * 1024,
   /** Retry backoff: base * 2^(attempt - 1), capped, with equal jitter. */
   baseBackoffMs: 100,

@@ -166,6 +166,14 @@ export class SyncQueue {
     return batch
   }
 
+  /**
+   * Whether a batch as large as a batch may be is waiting: waiting for more changes to coalesce
+   * would not make it larger, so it may leave as soon as a slot is free.
+   */
+  get fullBatchReady(): boolean {
+    return this.queue.size >= this.maxItems
+  }
+
   /** The peer stored the batch. An answer to a batch dropped by clear() is ignored. */
   ack(batchId: number): void {
     if (this.isLate(batchId)) return

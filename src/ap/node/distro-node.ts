@@ -482,8 +482,12 @@ export class DistroNode implements EphemeralStore {
         }
         q.ack(batch.id)
         // What queued meanwhile leaves with the next round, SYNC_INTERVAL_MS after the last: under
-        // load, answers come often, and a batch per answer would be many small ones.
-        if (this.queues.get(peer) === q && q.size > 0) this.schedulePump()
+        // load, answers come often, and a batch per answer would be many small ones. A backlog
+        // (a lease sweep's thousands of expiries) is sent in full batches as fast as the peer
+        // answers them: nothing would coalesce by waiting, and the round would cap the rate.
+        if (this.queues.get(peer) !== q || q.size === 0) return
+        if (q.fullBatchReady) this.pump(peer)
+        else this.schedulePump()
       },
       (err: Error) => {
         this.counters.syncBatchesFailed++

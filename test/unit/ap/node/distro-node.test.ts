@@ -4,7 +4,8 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import type { DistroNode } from '../../../../src/ap/node/distro-node.js'
+import { SYNC_INTERVAL_MS, type DistroNode } from '../../../../src/ap/node/distro-node.js'
+import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { METHODS, encodeItemsMessage } from '../../../../src/ap/node/distro-messages.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
 import { fingerprint, mergeClient } from '../../../../src/ap/distro/records.js'
@@ -67,11 +68,25 @@ t.test('writes in one tick travel in one batch; many batches when over the item 
   const clock = new ManualClock()
   const c = makeCluster(clock, ['a', 'b'], { seed: 2 })
   const a = c.nodes.get('a')!
-  for (let i = 0; i < 2500; i++) a.put(record(`c${i}`, 0))
+  const n = 2 * DISTRO_LIMITS.maxBatchItems + DISTRO_LIMITS.maxBatchItems / 2
+  for (let i = 0; i < n; i++) a.put(record(`c${i}`, 0))
   await run(clock, 100)
-  t.equal(c.nodes.get('b')!.size(), 2500)
-  t.equal(c.net.calls.get(METHODS.sync), 3, '1000 + 1000 + 500 items')
+  t.equal(c.nodes.get('b')!.size(), n)
+  t.equal(c.net.calls.get(METHODS.sync), 3, 'two full batches and a half one')
   t.ok(c.net.maxPayloadBytes < 1024 * 1024)
+})
+
+t.test('a backlog goes in full batches as fast as the peer answers, not one round of batches per sync interval', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 2 })
+  const a = c.nodes.get('a')!
+  // A lease sweep's worth of expiries: five rounds of batches at maxBatchesInFlight per round.
+  const batches = 5 * DISTRO_LIMITS.maxBatchesInFlight
+  const n = batches * DISTRO_LIMITS.maxBatchItems
+  for (let i = 0; i < n; i++) a.put(record(`c${i}`, 0))
+  await run(clock, 3 * SYNC_INTERVAL_MS)
+  t.equal(c.nodes.get('b')!.size(), n, `every batch arrived within ${3 * SYNC_INTERVAL_MS} ms (the rounds would have taken ${5 * SYNC_INTERVAL_MS})`)
+  t.equal(c.net.calls.get(METHODS.sync), batches, 'all of them full')
 })
 
 t.test('sync batches stay under 1 MiB with large records', async (t) => {
