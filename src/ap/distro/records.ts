@@ -42,6 +42,7 @@
 
 import { assert } from '../../core/assert.js'
 import { instanceIdOf, serviceKey, type Instance } from '../../naming/model.js'
+import { bucketHash } from './digest.js'
 import { SEED_A, SEED_B, hashString, mix32 } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
 import { isTombstone, tombstone, type ClientState, type InstanceRemoval, type NodeId, type Tombstone, type Versioned } from './types.js'
@@ -285,6 +286,8 @@ export function fingerprint(item: Versioned): number {
 interface Held {
   readonly item: Tombstone
   readonly at: number
+  /** digest.ts bucketHash of the client id: exact digests scan every tombstone by bucket. */
+  readonly hB: number
 }
 
 /**
@@ -316,10 +319,10 @@ export class TombstoneSet {
    * Stores a tombstone at `now`, replacing the one held (the caller merged them: mergeClient).
    * Returns how many were evicted by count.
    */
-  add(t: Tombstone, now: number): number {
+  add(t: Tombstone, now: number, hB: number = bucketHash(t.clientId)): number {
     // Delete first so the entry moves to the young end of the insertion order.
     this.held.delete(t.clientId)
-    this.held.set(t.clientId, { item: t, at: now })
+    this.held.set(t.clientId, { item: t, at: now, hB })
     let evicted = 0
     while (this.held.size > this.max) {
       const oldest = this.held.keys().next().value as string
@@ -351,5 +354,16 @@ export class TombstoneSet {
   /** [clientId, version] of every tombstone, oldest stored first. */
   *entries(): IterableIterator<[string, number]> {
     for (const [clientId, h] of this.held) yield [clientId, h.item.version]
+  }
+
+  /**
+   * clientId -> version of the tombstones in some buckets (bucketHash & mask in scope), or of
+   * all. An exact digest asks for them once per 64 buckets: after a lease sweep's removals there
+   * are up to maxTombstones, and hashing each id again took 28 ms of a turn for 100k.
+   */
+  inBuckets(mask: number, scope: ReadonlySet<number> | null): Map<string, number> {
+    const out = new Map<string, number>()
+    for (const [clientId, h] of this.held) if (scope === null || scope.has(h.hB & mask)) out.set(clientId, h.item.version)
+    return out
   }
 }

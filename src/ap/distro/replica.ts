@@ -164,11 +164,8 @@ export class Replica implements LocalView {
         if (scope === null || scope.has(e.hB & mask)) live.set(id, e.fp)
       }
     }
-    // Tombstones carry no owner and are few; each is hashed here rather than cached.
-    const removed = new Map<string, number>()
-    for (const [id, v] of this.tombs.entries()) {
-      if (scope === null || scope.has(bucketHash(id) & mask)) removed.set(id, v)
-    }
+    // Tombstones carry no owner: every one in the buckets goes.
+    const removed = this.tombs.inBuckets(mask, scope)
     return { owner: this.self, buckets: buckets === null ? null : buckets.slice(), live, removed }
   }
 
@@ -186,7 +183,7 @@ export class Replica implements LocalView {
     const merged = mergeClient(e ? e.record : this.tombs.item(id), item)
     if (merged === null) return null
     if (isTombstone(merged)) {
-      this.tombs.add(merged, now)
+      this.tombs.add(merged, now, e?.hB)
       if (!e) return { prev: undefined, next: undefined }
       this.live.delete(id)
       this.unindex(id, e)

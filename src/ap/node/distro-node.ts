@@ -160,6 +160,8 @@ export class DistroNode implements EphemeralStore {
   /** Per peer: the resend scheduled after an ignored verify round, and how many in a row. */
   private readonly verifyResends = new Map<NodeId, { cancel: Cancel | null; count: number }>()
   private readonly repairing = new Set<NodeId>()
+  /** Peers whose periodic verify round waits for the changes queued for them to be sent first. */
+  private readonly verifyAfterSync = new Set<NodeId>()
   private readonly sessions = new Map<string, LoadSession>()
   private nextSession = 1
   private pumpQueued = false
@@ -226,6 +228,7 @@ export class DistroNode implements EphemeralStore {
     this.retryTimers.clear()
     for (const r of this.verifyResends.values()) r.cancel?.()
     this.verifyResends.clear()
+    this.verifyAfterSync.clear()
     this.sessions.clear()
   }
 
@@ -421,6 +424,7 @@ export class DistroNode implements EphemeralStore {
       this.queues.delete(peer)
       this.retryTimers.get(peer)?.()
       this.retryTimers.delete(peer)
+      this.verifyAfterSync.delete(peer)
     }
     for (const peer of peers) {
       if (this.queues.has(peer)) continue
@@ -458,6 +462,7 @@ export class DistroNode implements EphemeralStore {
     if (!q || !this.running) return
     const now = this.clock.now()
     for (let batch = q.next(now); batch !== null; batch = q.next(now)) this.send(peer, q, batch)
+    if (q.size === 0 && this.verifyAfterSync.delete(peer)) this.sendVerify(peer)
     const at = q.wakeAt(now)
     if (at !== null && at > now && !this.retryTimers.has(peer)) {
       this.retryTimers.set(
@@ -520,8 +525,23 @@ export class DistroNode implements EphemeralStore {
     const now = this.clock.now()
     this.replica.collect(now)
     for (const [id, s] of this.sessions) if (s.lastUsed + LOAD_SESSION_IDLE_MS <= now) this.sessions.delete(id)
-    for (const peer of this.peers()) this.sendVerify(peer)
+    for (const peer of this.peers()) this.verifyBehindSyncs(peer)
     this.verifyTimer = this.clock.setTimer(this.verifyIntervalMs, this.verifyTick)
+  }
+
+  /**
+   * The periodic round leaves right behind the changes queued for the peer (or at once when none
+   * are): the peer reads one connection's calls in order, so the summary it compares is one its
+   * syncs have caught up with. Sent ahead of them, under load nearly every round found buckets
+   * "differing" by the changes of the last sync interval, and the peer ran a repair (exact
+   * digests that scan every client, pulls) for what the syncs brought anyway. A round still
+   * waiting at the next tick (the peer is failing, a backlog) is sent then as it is.
+   */
+  private verifyBehindSyncs(peer: NodeId): void {
+    const q = this.queues.get(peer)
+    if (!q || q.size === 0 || this.verifyAfterSync.delete(peer)) return this.sendVerify(peer)
+    this.verifyAfterSync.add(peer)
+    this.schedulePump()
   }
 
   /** Sends `peer` the summary of the clients this node owns (one round in flight per peer). */

@@ -3,6 +3,7 @@
 // deliveries leaves every node with the same state.
 
 import t from 'tap'
+import { bucketHash } from '../../../../src/ap/distro/digest.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { SALT_BITS, TombstoneSet, fingerprint, instanceKey, mergeClient, nextVersion, stampAt, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
 import { Replica } from '../../../../src/ap/distro/replica.js'
@@ -186,6 +187,19 @@ t.test('TombstoneSet: bounded in count, the oldest go first', async (t) => {
   t.equal(ts.size, 3)
   t.same([...ts.entries()].map(([id]) => id), ['c2', 'c3', 'c4'])
   t.equal(ts.add(tombstone('c5', 1), NOW + 10), 1, 'adding past the bound reports the eviction')
+})
+
+t.test('TombstoneSet.inBuckets: the tombstones whose id hashes into the buckets asked for, or all', async (t) => {
+  const ts = new TombstoneSet(60_000, 1000)
+  for (let i = 0; i < 300; i++) ts.add(tombstone(`t${i}`, i + 1), NOW)
+  // As Replica.apply stores a live client's tombstone: with the bucket hash its entry holds.
+  ts.add(tombstone('live', 9), NOW, bucketHash('live'))
+  const mask = 15
+  const scope = new Set([1, 4, 9])
+  const expected = new Map([...ts.entries()].filter(([id]) => scope.has(bucketHash(id) & mask)))
+  t.ok(expected.size > 0 && expected.size < ts.size)
+  t.same(ts.inBuckets(mask, scope), expected)
+  t.same(ts.inBuckets(mask, null), new Map(ts.entries()))
 })
 
 t.test('Replica.apply: records, tombstones, and resurrection blocked until the tombstone is collected', async (t) => {

@@ -313,3 +313,23 @@ t.test('a verify round the peer ignored (its view lags) is sent again a second l
     'b holds what a owns 1.8 s after a saw it, well before the next interval (5 s)',
   )
 })
+
+t.test('a periodic verify round waits behind the changes queued for the peer: under steady writes the peer finds nothing to repair', async (t) => {
+  const clock = new ManualClock()
+  // One latency for every call, so that a connection's calls arrive in order, as over TCP.
+  const c = makeCluster(clock, ['a', 'b'], { seed: 6, minLatencyMs: 2, maxLatencyMs: 2, verifyIntervalMs: 100 })
+  const a = c.nodes.get('a')!
+  const b = c.nodes.get('b')!
+  let k = 0
+  // A write a millisecond on the owner: whenever a verify round is due, changes are queued for b.
+  for (let ms = 0; ms < 1000; ms++) {
+    let id = `w${k++}`
+    while (!a.isResponsible(id)) id = `w${k++}`
+    a.put(record(id, 0))
+    await run(clock, 1, 1)
+  }
+  await run(clock, 100)
+  t.ok(a.stats().verifyRoundsSent >= 9, `a sent ${a.stats().verifyRoundsSent} verify rounds`)
+  t.equal(b.stats().repairsRun, 0, 'b found its copy of what a owns equal to the summary every time')
+  t.ok(converged(c.nodes.values()))
+})
