@@ -253,7 +253,7 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const leases = cluster ? cluster.createLeases(opts.clock) : new ClientLeases(ephemeral, opts.clock)
   // Ephemeral instances reach the view through the AP store, whoever wrote them.
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
-  leases.configure({ selfPreservation: health.selfPreservation, logger })
+  leases.configure({ selfPreservation: health.selfPreservation, logger, applyBulk: (apply) => view.batch(apply) })
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
   cluster?.attach(naming, leases)
   // Persistent instances are probed by the Raft leader (health-prober.ts says why).

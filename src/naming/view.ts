@@ -82,6 +82,8 @@ export class NamingView {
   /** Grows on every change to persistent instances or service records (what probing depends on). */
   private durable = 0
   private readonly changeListeners: ((name: ServiceName, revision: number) => void)[] = []
+  /** While batch() runs: the services changed so far, each to get one revision when it ends. */
+  private pending: Set<ServiceEntry> | null = null
 
   /**
    * Revisions start from the clock in microseconds, so that they keep growing across restarts
@@ -140,6 +142,25 @@ export class NamingView {
    */
   onChange(fn: (name: ServiceName, revision: number) => void): void {
     this.changeListeners.push(fn)
+  }
+
+  /**
+   * Runs fn, and gives each service it changed one new revision at the end instead of one per
+   * change: for bulk changes such as an expiry sweep, where thousands of clients of one service
+   * go unhealthy in one go, and a revision, a cleared answer cache and a round of watch and push
+   * notifications per instance would be wasted work (nobody reads the view in between; fn is
+   * synchronous). Nested calls join the outer batch.
+   */
+  batch(fn: () => void): void {
+    if (this.pending) return fn()
+    const pending = new Set<ServiceEntry>()
+    this.pending = pending
+    try {
+      fn()
+    } finally {
+      this.pending = null
+      for (const entry of pending) this.changed(entry)
+    }
   }
 
   get(name: ServiceName): ServiceEntry | undefined {
@@ -255,6 +276,14 @@ export class NamingView {
   }
 
   private changed(entry: ServiceEntry, dropIfEmpty = false): void {
+    // Dropping a deleted service cannot wait: a later change in the batch must find it gone.
+    if (this.pending) {
+      if (!dropIfEmpty) {
+        this.pending.add(entry)
+        return
+      }
+      this.pending.delete(entry)
+    }
     entry.revision = ++this.lastRevision
     entry.answers.clear()
     const kind = entry.kind()

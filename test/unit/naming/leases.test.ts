@@ -156,3 +156,41 @@ t.test('a sweep that self-preservation pauses expires nothing, and the clients e
   leases.sweep()
   t.equal([...Array(20).keys()].filter((k) => !store.get(`c${k}`)!.instances[0]!.healthy).length, 9, 'nine of twenty silent: within the share, marked unhealthy')
 })
+
+t.test('a sweep applies its changes as one bulk change, so a service gets one revision per sweep, not one per client', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  const bulks: number[] = []
+  let puts = 0
+  store.subscribe(() => puts++)
+  leases.configure({
+    applyBulk: (apply) => {
+      const before = puts
+      apply()
+      bulks.push(puts - before)
+    },
+  })
+  const withOverride = (clientId: string, ms: string) => {
+    const r = record(clientId)
+    return { ...r, instances: [{ ...r.instances[0]!, port: 81, metadata: { [BEAT_METADATA.unhealthyAfterMs]: ms } }] }
+  }
+  for (let k = 0; k < 50; k++) {
+    store.put(k < 10 ? withOverride(`c${k}`, '20000') : record(`c${k}`))
+    leases.renew(`c${k}`)
+  }
+  leases.sweep()
+  t.same(bulks, [], 'nothing due: no bulk change at all')
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.same(bulks, [40], 'the 40 clients with default timeouts go unhealthy in one bulk change')
+  t.equal(store.get('c0')!.instances[0]!.healthy, true, 'a client whose metadata asks for a longer timeout stays healthy')
+  clock.advance(20_000 - BEAT_DEFAULTS.unhealthyAfterMs)
+  leases.sweep()
+  t.same(bulks, [40, 10], 'the other 10 at their own timeout')
+  t.equal(store.get('c0')!.instances[0]!.healthy, false)
+  clock.advance(BEAT_DEFAULTS.removeAfterMs - 20_000)
+  leases.sweep()
+  t.same(bulks, [40, 10, 50], 'all 50 removed together at the delete timeout')
+  t.equal(store.size(), 0)
+})

@@ -2,7 +2,7 @@
 // services left empty.
 
 import t from 'tap'
-import type { Instance } from '../../../src/naming/model.js'
+import { type Instance, instanceId } from '../../../src/naming/model.js'
 import { EMPTY_SERVICE_TTL_MS, NamingView } from '../../../src/naming/view.js'
 
 const SVC = { namespace: 'public', group: 'DEFAULT_GROUP', service: 's' }
@@ -109,4 +109,54 @@ t.test('a service left without instances and without a record is dropped 60 s la
   t.ok(view.get(kept), 'a service with a record stays')
   view.setMeta(kept, undefined)
   t.notOk(view.get(kept), 'deleting the record of an empty service drops it at once')
+})
+
+t.test('a batch gives each service it changed one new revision and one notification, with every change in it', async (t) => {
+  const view = new NamingView(100)
+  const other = { ...SVC, service: 'other' }
+  view.putInstance(instance(1, true))
+  view.putInstance({ ...instance(1, true), ...other })
+  const cached = view.list(query())
+  const before = view.get(SVC)!.revision
+  const otherBefore = view.get(other)!.revision
+  const notified: string[] = []
+  view.onChange((name, revision) => notified.push(`${name.service}@${revision}`))
+  view.batch(() => {
+    view.putInstance(instance(1, false))
+    view.putInstance(instance(2, true))
+    view.batch(() => view.putInstance(instance(3, true)))
+    view.removeInstance(SVC, instanceId('DEFAULT', '10.0.0.1', 2), false)
+    t.same(notified, [], 'nobody is told before the batch ends')
+  })
+  const after = view.get(SVC)!.revision
+  t.ok(after > before, 'the service has a new revision')
+  t.same(notified, [`s@${after}`], 'one notification, for the changed service only')
+  t.equal(view.get(other)!.revision, otherBefore, 'a service the batch did not touch keeps its revision')
+  const list = view.list(query({ healthyOnly: false }))
+  t.not(list, cached, 'the cached answer of the old revision is not served')
+  t.same(list.instances.map((i) => [i.port, i.healthy]), [[1, false], [3, true]], 'every change of the batch is in the answer')
+  t.equal(list.revision, after)
+
+  notified.length = 0
+  view.batch(() => {
+    view.putInstance(instance(4, true))
+    for (const port of [1, 3, 4]) view.removeInstance(SVC, instanceId('DEFAULT', '10.0.0.1', port), false)
+    view.setMeta(SVC, undefined)
+  })
+  t.equal(view.get(SVC), undefined, 'a service deleted within a batch is gone at once')
+  t.equal(notified.length, 1, 'and notified once, for its deletion: the batch does not touch it again at its end')
+})
+
+t.test('a batch that throws still gives its changes a revision', async (t) => {
+  const view = new NamingView(1)
+  const notified: number[] = []
+  view.onChange((_name, revision) => notified.push(revision))
+  t.throws(() =>
+    view.batch(() => {
+      view.putInstance(instance(1, true))
+      throw new Error('boom')
+    }),
+  )
+  t.equal(notified.length, 1)
+  t.equal(view.list(query()).instances.length, 1)
 })
