@@ -90,7 +90,11 @@ export function unchangedRange(instances: readonly Instance[]): { after: number;
  * on the benchmark's register run (docs/benchmarks.md).
  */
 class Lease {
-  /** The record the limits below were worked out for; undefined: not yet. */
+  /**
+   * The record the limits below were worked out for; undefined: not yet, or the client's record
+   * changed since (the store tells ClientLeases), so the sweep looks it up again. Sweeps of
+   * clients that only beat so do without a store lookup each.
+   */
   record: ClientRecord | undefined = undefined
   /** expire() changes the record only for a silence at most unchangedAfter or above unchangedUpTo. */
   unchangedAfter = 0
@@ -140,7 +144,12 @@ export class ClientLeases {
      * client that comes back to this node starts a fresh grace (takeOver) rather than an old lease.
      */
     private readonly owns: (clientId: string) => boolean = () => true,
-  ) {}
+  ) {
+    store.subscribe((clientId) => {
+      const lease = this.leases.get(clientId)
+      if (lease) lease.record = undefined
+    })
+  }
 
   /**
    * Turns self-preservation on (settings with share 1: off), sets where its changes are logged,
@@ -240,7 +249,7 @@ export class ClientLeases {
     let expiring = 0
     const due: Lease[] = []
     for (const [clientId, lease] of this.leases) {
-      const record = this.store.get(clientId)
+      const record = lease.record ?? this.store.get(clientId)
       if (!record || !this.owns(clientId)) {
         this.leases.delete(clientId)
         this.expired.delete(clientId)
@@ -251,7 +260,7 @@ export class ClientLeases {
       const silent = now - lease.last
       const changes = lease.changesAt(silent)
       if (changes) due.push(lease)
-      if (preservation && !this.expired.has(clientId) && (changes || silent > lease.suspectAfter)) expiring++
+      if (preservation && (changes || silent > lease.suspectAfter) && !this.expired.has(clientId)) expiring++
     }
     if (preservation) {
       const { allowed, transition } = preservation.decide(now, clients, expiring)
