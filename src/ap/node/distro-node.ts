@@ -165,6 +165,8 @@ export class DistroNode implements EphemeralStore {
   private readonly sessions = new Map<string, LoadSession>()
   private nextSession = 1
   private pumpQueued = false
+  /** The sync batch encoded last, for the other peers (see encodeBatch). */
+  private lastBatch: { items: readonly Versioned[]; bytes: Uint8Array } | null = null
   /** When the sync batches last left (see SYNC_INTERVAL_MS). */
   private lastPumpAt = -Infinity
   private verifyTimer: Cancel | null = null
@@ -477,7 +479,7 @@ export class DistroNode implements EphemeralStore {
 
   private send(peer: NodeId, q: SyncQueue, batch: SyncBatch): void {
     this.counters.syncBatchesSent++
-    this.transport.call(peer, METHODS.sync, encodeItemsMessage(batch.items), this.requestTimeoutMs).then(
+    this.transport.call(peer, METHODS.sync, this.encodeBatch(batch.items), this.requestTimeoutMs).then(
       (answer) => {
         try {
           decodeAccepted(answer)
@@ -509,6 +511,19 @@ export class DistroNode implements EphemeralStore {
         this.pump(peer)
       },
     )
+  }
+
+  /**
+   * A batch's message. Every peer's queue gets the same changes in the same order, so a round
+   * usually sends each peer the very same items: they are encoded once, for the first peer, and
+   * the bytes reused for the others (the transport copies them into its frame).
+   */
+  private encodeBatch(items: readonly Versioned[]): Uint8Array {
+    const last = this.lastBatch
+    if (last !== null && last.items.length === items.length && last.items.every((item, i) => item === items[i])) return last.bytes
+    const bytes = encodeItemsMessage(items)
+    this.lastBatch = { items, bytes }
+    return bytes
   }
 
   /** Some change for `peer` was lost: verify with it now rather than at the next round. */
