@@ -194,3 +194,21 @@ t.test('a sweep applies its changes as one bulk change, so a service gets one re
   t.same(bulks, [40, 10, 50], 'all 50 removed together at the delete timeout')
   t.equal(store.size(), 0)
 })
+
+t.test('a sweep works from the client\'s current record: one changed since the last sweep (a shorter timeout here) is seen, never an older copy', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  store.put(record('c1'))
+  leases.renew('c1')
+  leases.sweep()
+  // The client changes its instance (as a PATCH of its metadata would), without a beat.
+  const first = store.get('c1')!
+  const shorter = { ...first.instances[0]!, metadata: { [BEAT_METADATA.unhealthyAfterMs]: '2000' } }
+  store.put({ ...first, version: first.version + 1, instances: [shorter] })
+  clock.advance(2_001)
+  leases.sweep()
+  const now = store.get('c1')!
+  t.equal(now.instances[0]!.healthy, false, 'unhealthy at the new, shorter timeout')
+  t.same(now.instances[0]!.metadata, shorter.metadata, 'built from the changed record, not the copy the last sweep saw')
+})
