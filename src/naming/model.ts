@@ -117,6 +117,22 @@ export function sameSlot(a: ServiceName & Pick<Instance, 'cluster' | 'ip' | 'por
   return a.port === b.port && a.ip === b.ip && a.cluster === b.cluster && a.service === b.service && a.group === b.group && a.namespace === b.namespace
 }
 
+/**
+ * Whether a and b, instances at the same slot (sameSlot), say the same: owner, weight, enabled,
+ * health, kind and metadata.
+ */
+export function sameContent(a: Instance, b: Instance): boolean {
+  if (a.clientId !== b.clientId || a.weight !== b.weight || a.enabled !== b.enabled || a.healthy !== b.healthy || a.ephemeral !== b.ephemeral) return false
+  if (a.metadata === b.metadata) return true
+  let n = 0
+  for (const key in a.metadata) {
+    if (!Object.prototype.hasOwnProperty.call(b.metadata, key) || a.metadata[key] !== b.metadata[key]) return false
+    n++
+  }
+  for (const _key in b.metadata) n--
+  return n === 0
+}
+
 export function kindName(ephemeral: boolean): string {
   return ephemeral ? 'ephemeral' : 'persistent'
 }

@@ -20,6 +20,7 @@ import {
   instanceIdOf,
   kindName,
   probeCheckOf,
+  sameContent,
   sameSlot,
   serviceKey,
   withHealth,
@@ -352,6 +353,13 @@ export class NamingService {
     }
     // Registering makes an instance healthy; most arrive so (the default), and need no copy.
     const registered: Instance = instance.healthy ? instance : withHealth(instance, true)
+    // The same instance registered again by its client (a client that failed over to another
+    // node, or re-registers on a timer) changes nothing: a renewal, as in Consul, with no new
+    // revision, no notifications to the service's watchers and, in a cluster, nothing to sync.
+    if (previous && sameContent(previous, registered)) {
+      this.leases.renew(instance.clientId)
+      return
+    }
     this.changeClient(instance.clientId, (instances) => {
       const others = instances.filter((i) => !sameSlot(i, instance))
       if (others.length >= LIMITS.maxInstancesPerClient) {

@@ -20,8 +20,9 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
 
 /**
  * Distinct instances per register scenario before the addresses wrap around. Grace refuses more
- * than LIMITS.maxInstancesPerService instances in one service, and a wrapped address is a
- * re-registration, which is still a full write.
+ * than LIMITS.maxInstancesPerService instances in one service. A wrapped address is registered
+ * with another weight (registerScenario), so it is still a change and a full write: registering an
+ * ephemeral instance again exactly as it is only renews its lease.
  */
 export const DISTINCT_INSTANCES = Math.min(300_000, LIMITS.maxInstancesPerService)
 
@@ -30,7 +31,10 @@ export function instanceAddress(k: number): { ip: string; port: number } {
   return { ip: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 20_000 + (k >> 16) }
 }
 
-/** Distinct registrations of one kind: a new instance (ip:port) each, wrapping after DISTINCT_INSTANCES. */
+/**
+ * Distinct registrations of one kind: a new instance (ip:port) each, wrapping after
+ * DISTINCT_INSTANCES; each lap over the addresses gives them another weight (1, 2, …, 100, 1, …).
+ */
 export function registerScenario(id: string, title: string, service: string, ephemeral: boolean): Scenario {
   let seq = 0
   return {
@@ -44,8 +48,10 @@ export function registerScenario(id: string, title: string, service: string, eph
         // One counter shared by every connection, so no two requests of a run repeat an instance
         // until DISTINCT_INSTANCES have been registered.
         setupRequest: (request) => {
-          const { ip, port } = instanceAddress(seq++ % DISTINCT_INSTANCES)
-          return { ...request, body: JSON.stringify({ service, ip, port, ephemeral }) }
+          const k = seq++
+          const { ip, port } = instanceAddress(k % DISTINCT_INSTANCES)
+          const weight = 1 + (Math.floor(k / DISTINCT_INSTANCES) % 100)
+          return { ...request, body: JSON.stringify({ service, ip, port, weight, ephemeral }) }
         },
       },
     ],

@@ -422,3 +422,25 @@ t.test("one client's instances are bounded in bytes, so its record always fits a
     t.equal(other.statusCode, 200, 'another client is not affected')
   }),
 )
+
+t.test('registering an ephemeral instance again exactly as it is renews its lease and changes nothing else; any difference is a change', (t) =>
+  withNode(t, async (n) => {
+    const body = { service: 'orders', ip: '10.0.0.7', port: 8080, weight: 2, metadata: { zone: 'a', v: '1' } }
+    t.equal((await n.call('POST', '/v1/ns/instances', body)).statusCode, 200)
+    const first = await list(n, 'service=orders')
+    // Close to the unhealthy timeout, the same registration (metadata in another key order) renews the lease.
+    n.clock.advance(14_000)
+    t.equal((await n.call('POST', '/v1/ns/instances', { ...body, metadata: { v: '1', zone: 'a' } })).statusCode, 200)
+    const same = await list(n, 'service=orders&healthyOnly=false')
+    t.equal(same.revision, first.revision, 'no new revision for an identical registration')
+    n.clock.advance(14_000)
+    t.equal((await list(n, 'service=orders&healthyOnly=false')).instances[0]!.healthy, true, 'healthy 28 s after the first registration: the second renewed the lease')
+
+    for (const change of [{ weight: 3 }, { metadata: { zone: 'a' } }, { metadata: { zone: 'a', v: '2' } }, { enabled: false }, { clientId: 'other' }]) {
+      const before = await list(n, 'service=orders&healthyOnly=false')
+      t.equal((await n.call('POST', '/v1/ns/instances', { ...body, ...change })).statusCode, 200)
+      const after = await list(n, 'service=orders&healthyOnly=false')
+      t.ok(after.revision > before.revision, `${JSON.stringify(change)} is a change`)
+    }
+  }),
+)
