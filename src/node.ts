@@ -253,6 +253,8 @@ export async function createGraceNode(opts: GraceNodeOptions): Promise<GraceNode
   const leases = cluster ? cluster.createLeases(opts.clock) : new ClientLeases(ephemeral, opts.clock)
   // Ephemeral instances reach the view through the AP store, whoever wrote them.
   ephemeral.subscribe((clientId, prev, next) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+  // A peer's batches of changes, like a sweep's, reach the view as one change per service.
+  cluster?.store.setBulkApply((apply) => view.batch(apply))
   leases.configure({ selfPreservation: health.selfPreservation, logger, applyBulk: (apply) => view.batch(apply) })
   const naming = new NamingService(proxy, view, leases, opts.clock, cluster)
   cluster?.attach(naming, leases)

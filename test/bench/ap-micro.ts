@@ -7,7 +7,8 @@
 //
 // - load: a node holding N clients (one instance each, 4 services, the metadata of the bench's
 //   load phase) hands a full copy to a starting node wired as createGraceNode wires it (the
-//   naming view and its push log subscribed). CPU of both sides together, and the wall time.
+//   naming view and its push log subscribed, batches applied through view.batch). CPU of both
+//   sides together, and the wall time.
 // - write: a local registration on its owner in a 3-node group, with the sync batches it makes
 //   applied on the two peers (each peer with a naming view), one write per coalescing window
 //   (the 1-connection case) and many per window (the loaded case). CPU per write, all three
@@ -89,6 +90,7 @@ function node(net: MemoryNet, self: string, members: string[], clock: Clock): { 
   const view = new NamingView(clock.now() * 1000, () => clock.now())
   new NamingPush(view, { clock })
   n.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+  n.setBulkApply((apply) => view.batch(apply))
   return { node: n, view }
 }
 
@@ -185,6 +187,7 @@ async function benchExpiry(clients: number, how: 'unhealthy' | 'remove'): Promis
     const view = new NamingView(clock.now() * 1000, () => clock.now())
     new NamingPush(view, { clock })
     n.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
+    n.setBulkApply((apply) => view.batch(apply))
     return n
   })
   for (const n of nodes) n.start()

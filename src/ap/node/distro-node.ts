@@ -154,6 +154,8 @@ export class DistroNode implements EphemeralStore {
   private readonly salt: number
   private readonly replica: Replica
   private readonly listeners: DistroListener[] = []
+  /** See setBulkApply; by default the changes are applied as they are. */
+  private bulk: (apply: () => void) => void = (apply) => apply()
   private readonly queues = new Map<NodeId, SyncQueue>()
   private readonly retryTimers = new Map<NodeId, Cancel>()
   private readonly verifying = new Set<NodeId>()
@@ -260,7 +262,9 @@ export class DistroNode implements EphemeralStore {
             const answer = await this.transport.call(peer, METHODS.load, encodeLoadRequest({ session, offset }), Math.min(this.requestTimeoutMs, left))
             const page = decodeLoadPage(answer, offset)
             if (session !== null && page.session !== session) throw new Error(`load session changed from ${session} to ${page.session}`)
-            for (const item of page.items) if (this.applyRemote(item)) applied++
+            this.bulk(() => {
+              for (const item of page.items) if (this.applyRemote(item)) applied++
+            })
             session = page.session
             offset = page.next
             if (offset >= page.total) {
@@ -352,6 +356,17 @@ export class DistroNode implements EphemeralStore {
 
   subscribe(listener: ClientListener | DistroListener): void {
     this.listeners.push(listener as DistroListener)
+  }
+
+  /**
+   * How a batch of a peer's changes (a sync or push batch, a load page, a pull answer) is
+   * applied: the wiring passes the naming view's batch(), so that the batch's changes give each
+   * service one revision and one round of watch and push notifications, as a lease sweep's do on
+   * the owner, instead of one per client (a sweep's thousands of expiries reach the peers in
+   * batches of hundreds). `bulk` must call `apply` once, synchronously.
+   */
+  setBulkApply(bulk: (apply: () => void) => void): void {
+    this.bulk = bulk
   }
 
   // ---- introspection (tests, metrics) -------------------------------------------------------------
@@ -640,7 +655,9 @@ export class DistroNode implements EphemeralStore {
     let rest = ids
     while (rest.length > 0) {
       const answer = decodePullAnswer(await this.transport.call(owner, METHODS.pull, encodeIds(rest), this.requestTimeoutMs), rest)
-      for (const item of answer.items) if (this.applyRemote(item)) this.counters.pulled++
+      this.bulk(() => {
+        for (const item of answer.items) if (this.applyRemote(item)) this.counters.pulled++
+      })
       rest = rest.slice(answer.next)
     }
   }
@@ -668,7 +685,9 @@ export class DistroNode implements EphemeralStore {
   private onSync(_from: NodeId, payload: Uint8Array): Uint8Array {
     const items = decodeItemsMessage(payload)
     let accepted = 0
-    for (const item of items) if (this.applyRemote(item)) accepted++
+    this.bulk(() => {
+      for (const item of items) if (this.applyRemote(item)) accepted++
+    })
     return encodeObject({ accepted })
   }
 
@@ -676,13 +695,15 @@ export class DistroNode implements EphemeralStore {
   private onPush(from: NodeId, payload: Uint8Array): Uint8Array {
     const items = decodeItemsMessage(payload)
     let accepted = 0
-    for (const item of items) {
-      if (!this.applyRemote(item)) continue
-      accepted++
-      // The merged state, which may hold more than the pushed copy; the pusher gets it too.
-      const held = this.replica.heldItem(item.clientId)
-      if (held) this.enqueueAll(held, fingerprint(held) === fingerprint(item) ? from : null)
-    }
+    this.bulk(() => {
+      for (const item of items) {
+        if (!this.applyRemote(item)) continue
+        accepted++
+        // The merged state, which may hold more than the pushed copy; the pusher gets it too.
+        const held = this.replica.heldItem(item.clientId)
+        if (held) this.enqueueAll(held, fingerprint(held) === fingerprint(item) ? from : null)
+      }
+    })
     return encodeObject({ accepted })
   }
 

@@ -333,3 +333,37 @@ t.test('a periodic verify round waits behind the changes queued for the peer: un
   t.equal(b.stats().repairsRun, 0, 'b found its copy of what a owns equal to the summary every time')
   t.ok(converged(c.nodes.values()))
 })
+
+t.test("a peer's sync batch is applied in one bulk call, every listener call inside it (the wiring passes the view's batch)", async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 7 })
+  const a = c.nodes.get('a')!
+  const b = c.nodes.get('b')!
+  let bulks = 0
+  let inBulk = false
+  let outside = 0
+  b.setBulkApply((apply) => {
+    bulks++
+    inBulk = true
+    try {
+      apply()
+    } finally {
+      inBulk = false
+    }
+  })
+  b.subscribe((_id, _prev, _next, origin) => {
+    if (origin === 'remote' && !inBulk) outside++
+  })
+  let k = 0
+  const ids: string[] = []
+  while (ids.length < 100) {
+    const id = `bulk${k++}`
+    if (a.isResponsible(id)) ids.push(id)
+  }
+  for (const id of ids) a.put(record(id, 0))
+  await run(clock, 50)
+  t.equal(b.size(), ids.length)
+  t.equal(c.net.calls.get(METHODS.sync), 1, 'one batch')
+  t.equal(bulks, 1, 'applied in one bulk call')
+  t.equal(outside, 0, 'no change reached a listener outside it')
+})
