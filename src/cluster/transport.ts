@@ -585,6 +585,17 @@ export class PeerTransport {
     })
   }
 
+  /**
+   * Writes what is queued for every peer now rather than at the end of this turn of the event
+   * loop. The Raft driver calls it once a Ready's messages are all handed over (one frame per
+   * peer, mostly), so that they leave before the driver's own LevelDB write wakes a thread pool
+   * thread to compete with the peers for the core, and a follower's acknowledgement leaves
+   * before it applies what the leader committed.
+   */
+  flushRaft(): void {
+    for (const o of this.outbound.values()) if (o.queuedFrames > 0) this.flush(o)
+  }
+
   /** Writes queued frames until the queue is empty or the socket pushes back. */
   private flush(o: Outbound): void {
     const c = o.conn

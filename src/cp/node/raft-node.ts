@@ -35,6 +35,8 @@ import { prefixRange, PREFIX, writeBatch } from '../../storage/db.js'
 /** What the driver needs from the peer transport (cluster/transport.ts provides it). */
 export interface RaftTransport {
   sendRaft(to: NodeId, m: Message): void
+  /** Writes the messages handed over so far now, not at the end of the event-loop turn. */
+  flushRaft?(): void
   onRaft(handler: (m: Message) => void): void
   call(to: NodeId, method: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array>
   onCall(method: string, handler: (from: NodeId, payload: Uint8Array) => Promise<Uint8Array>): void
@@ -737,13 +739,12 @@ export class RaftNode implements ReplicatedLog {
   private async handle(rd: Ready): Promise<void> {
     const leader = this.raft.softState().role === 'leader'
     // A leader sends in parallel with its own write; everyone else writes first (5.1: a vote or
-    // an acknowledgement must never be sent for state that a crash could lose).
-    // The transport writes what it was given in a microtask: yielding once lets the messages
-    // leave before the leader's own LevelDB write wakes a thread to compete with the followers
-    // for the core, and before a follower's apply delays its acknowledgement.
-    if (leader && this.send(rd.messages)) await null
+    // an acknowledgement must never be sent for state that a crash could lose). The messages
+    // leave at once (send flushes): the leader's before its own LevelDB write wakes a thread to
+    // compete with the followers for the core, a follower's before its apply delays them.
+    if (leader) this.send(rd.messages)
     await this.persist(rd)
-    if (!leader && this.send(rd.messages)) await null
+    if (!leader) this.send(rd.messages)
     this.apply(rd.committed)
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.id)
@@ -756,14 +757,14 @@ export class RaftNode implements ReplicatedLog {
     await this.maybeCompact()
   }
 
-  /** Hands messages to the transport; false when there were none to send. */
-  private send(messages: readonly Message[]): boolean {
-    if (!this.transport || messages.length === 0) return false
+  /** Hands messages to the transport and has it write them now. */
+  private send(messages: readonly Message[]): void {
+    if (!this.transport || messages.length === 0) return
     for (const m of messages) {
       if (m.type === 'snapshot') this.streamSnapshot(m.to)
       else this.transport.sendRaft(m.to, m)
     }
-    return true
+    this.transport.flushRaft?.()
   }
 
   // ---- snapshots (7): the leader streams its state; the follower stages, then installs -------

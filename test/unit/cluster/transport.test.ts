@@ -170,6 +170,22 @@ t.test('raft messages flow both ways between three nodes, in order', async (t) =
   t.notOk(nodes.some((n) => n.logger.text().includes(SECRET)), 'the secret is never logged')
 })
 
+t.test('flushRaft writes what was queued at once; without it, frames wait for the end of the turn', async (t) => {
+  const [a, b] = await Promise.all([startNode(t, 'a'), startNode(t, 'b')])
+  mesh([a, b])
+  await waitFor('connected', () => a.transport.isConnected('b'))
+  a.transport.sendRaft('b', hb('a', 'b', 1))
+  t.equal(a.transport.stats().b!.sentFrames, 0, 'queued until the end of the turn')
+  a.transport.sendRaft('b', hb('a', 'b', 2))
+  a.transport.flushRaft()
+  t.equal(a.transport.stats().b!.sentFrames, 2, 'both written by flushRaft, before the turn ends')
+  t.equal(a.transport.stats().b!.queuedFrames, 0)
+  a.transport.flushRaft()
+  t.equal(a.transport.stats().b!.sentFrames, 2, 'nothing queued: nothing more written')
+  await waitFor('delivered', () => b.received.length === 2)
+  t.same(b.received.map((m) => (m.type === 'heartbeat' ? m.context : -1)), [1, 2], 'in order')
+})
+
 t.test('large messages queued before the connection is up go out right after the handshake', async (t) => {
   // The dialer pipelines its queue behind HelloConfirm: the acceptor must raise its frame limit
   // between those frames, even when they arrive in one chunk.
