@@ -2,7 +2,8 @@
 // transport, and offers the CP contract (ReplicatedLog) to the layers above. For each Ready it
 // persists entries and hard state before sending what depends on them (a leader may send its
 // appends first: its own log counts only once on disk), applies committed entries to the state
-// machine, answers proposals and reads, then advances.
+// machine (a leader while its write is in flight: they are durable on a quorum already),
+// answers proposals and reads, then advances.
 //
 // One LevelDB write per Ready. The state machine's writes (with the applied index, in the same
 // batch) are not written when they are applied: they wait in memory and go in the next batch
@@ -742,9 +743,32 @@ export class RaftNode implements ReplicatedLog {
     // an acknowledgement must never be sent for state that a crash could lose). The messages
     // leave at once (send flushes): the leader's before its own LevelDB write wakes a thread to
     // compete with the followers for the core, a follower's before its apply delays them.
-    if (leader) this.send(rd.messages)
-    await this.persist(rd)
-    if (!leader) this.send(rd.messages)
+    //
+    // A leader also applies while its write is in flight: what it commits is durable on a
+    // quorum already, and its own earlier writes have landed (one Ready at a time), so its
+    // writers are answered at the commit rather than after its fsync of the next batch. (The
+    // applied writes wait in memory for the write after this one.) A follower acknowledges
+    // first: the leader waits for that, not for the follower's apply.
+    if (leader && !rd.snapshot) {
+      this.send(rd.messages)
+      const persisting = this.persist(rd)
+      try {
+        this.applyReady(rd)
+      } finally {
+        await persisting
+      }
+    } else {
+      if (leader) this.send(rd.messages)
+      await this.persist(rd)
+      if (!leader) this.send(rd.messages)
+      this.applyReady(rd)
+    }
+    this.raft.advance(rd)
+    await this.maybeCompact()
+  }
+
+  /** Applies a Ready's committed entries and answers the reads it confirms. */
+  private applyReady(rd: Ready): void {
     this.apply(rd.committed)
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.id)
@@ -753,8 +777,6 @@ export class RaftNode implements ReplicatedLog {
       read.cancelTimer()
       read.resolve(rs.index)
     }
-    this.raft.advance(rd)
-    await this.maybeCompact()
   }
 
   /** Hands messages to the transport and has it write them now. */

@@ -327,6 +327,66 @@ t.test('writes that come in while the last batch is uncommitted wait for it, the
   t.same([...sm.data.keys()], ['first', 'a', 'b', 'c'])
 })
 
+/** Synced batches wait while `held` is on (an fsync that takes its time), until release(). */
+function gatedDb(db: Database) {
+  const state = { held: false, waiting: 0 }
+  let open: () => void = () => {}
+  let gate = Promise.resolve()
+  const batch = async (ops: unknown, options?: { sync?: boolean }) => {
+    if (options?.sync && state.held) {
+      state.waiting++
+      await gate
+      state.waiting--
+    }
+    return (db.batch as (o: unknown, p?: unknown) => Promise<void>).call(db, ops, options)
+  }
+  const wrapped = new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'batch') return batch
+      const value = Reflect.get(target, prop, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+  const hold = () => {
+    state.held = true
+    gate = new Promise((resolve) => (open = resolve))
+  }
+  const release = () => {
+    state.held = false
+    open()
+  }
+  return { db: wrapped, state, hold, release }
+}
+
+t.test('a leader answers a committed write while its own write of the next batch is in flight', async (t) => {
+  const s = await setup(t)
+  const peers = followersByHand()
+  const gated = gatedDb(s.db())
+  const { node, sm } = await s.open({ transport: peers.transport, clock: new ManualClock(), bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } }, gated.db)
+  await settle()
+  t.equal(node.status().role, 'leader')
+  await node.propose(put('first', '0'))
+  peers.state.ack = false
+  const a = node.propose(put('a', '1'))
+  await settle()
+  const b = node.propose(put('b', '2'))
+  await settle()
+  // n2's acknowledgement commits a; b then goes as the next batch, and the leader's fsync of it hangs.
+  gated.hold()
+  peers.ackAll()
+  const answered = await Promise.race([a.then(() => 'a answered'), new Promise((r) => setTimeout(() => r('a not answered'), 1000))])
+  t.equal(answered, 'a answered', 'a is answered at its commit')
+  t.equal(gated.state.waiting, 1, "while the leader's write of b is still waiting on its fsync")
+  t.same([...sm.data.keys()], ['first', 'a'])
+  gated.release()
+  peers.state.ack = true
+  peers.ackAll()
+  await b
+  t.same([...sm.data.keys()], ['first', 'a', 'b'])
+  await node.settled()
+  t.equal(await s.db().get('kv/b'), '2', 'b and its state are stored')
+})
+
 t.test('a held write goes on its own once the last batch has waited long enough', async (t) => {
   const { open } = await setup(t)
   const peers = followersByHand()
