@@ -42,15 +42,18 @@ function countingDb(db: Database): { db: Database; syncs: () => number; batches:
     if (options?.sync) syncs++
     return (db.batch as (o: unknown, p?: unknown) => Promise<void>).call(db, ops, options)
   }
-  // A Proxy whose methods run on the real db: LevelDB classes use private fields.
-  const wrapped = new Proxy(db, {
+  return { db: withBatch(db, batch), syncs: () => syncs, batches: () => batches }
+}
+
+/** db with its batch() replaced; a Proxy whose other methods run on the real db (LevelDB classes use private fields). */
+function withBatch(db: Database, batch: (ops: unknown, options?: { sync?: boolean }) => Promise<void>): Database {
+  return new Proxy(db, {
     get(target, prop) {
       if (prop === 'batch') return batch
       const value = Reflect.get(target, prop, target)
       return typeof value === 'function' ? value.bind(target) : value
     },
   })
-  return { db: wrapped, syncs: () => syncs, batches: () => batches }
 }
 
 const put = (key: string, value: string) => ({ type: 'kv.put', key, value }) as never
@@ -345,13 +348,7 @@ function gatedDb(db: Database) {
     }
     return (db.batch as (o: unknown, p?: unknown) => Promise<void>).call(db, ops, options)
   }
-  const wrapped = new Proxy(db, {
-    get(target, prop) {
-      if (prop === 'batch') return batch
-      const value = Reflect.get(target, prop, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    },
-  })
+  const wrapped = withBatch(db, batch)
   const hold = () => {
     state.held = true
     gate = new Promise((resolve) => (open = resolve))
