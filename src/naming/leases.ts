@@ -10,7 +10,7 @@
 import type { ClientRecord, EphemeralStore } from '../ap/store.js'
 import type { Cancel, Clock } from '../core/clock.js'
 import { type Logger, silentLogger } from '../core/logger.js'
-import { BEAT_DEFAULTS, type Instance, withHealth } from './model.js'
+import { BEAT_DEFAULTS, BEAT_METADATA, type Instance, withHealth } from './model.js'
 import { SelfPreservation, type SelfPreservationSettings, type SelfPreservationStatus } from './self-preservation.js'
 
 /** How often the sweep looks for overdue clients; the health answer lags a beat by at most this. */
@@ -25,14 +25,14 @@ interface BeatTimes {
 
 /**
  * The beat times of an instance. The sweep asks for every instance of every client that changes,
- * so the common case, metadata without overrides, reads three fixed keys (loads V8 compiles
- * well, where a key picked at run time was a tenth of an expiry wave) and allocates nothing.
+ * so the common case, metadata without overrides, reads three known keys (a key picked at run
+ * time from a map of keys was a tenth of an expiry wave) and allocates nothing.
  */
 function beatTimesOf(instance: Instance): BeatTimes {
   const md = instance.metadata
-  const interval = md['preserved.heart.beat.interval']
-  const unhealthy = md['preserved.heart.beat.timeout']
-  const remove = md['preserved.ip.delete.timeout']
+  const interval = md[BEAT_METADATA.intervalMs]
+  const unhealthy = md[BEAT_METADATA.unhealthyAfterMs]
+  const remove = md[BEAT_METADATA.removeAfterMs]
   if (interval === undefined && unhealthy === undefined && remove === undefined) return BEAT_DEFAULTS
   return { intervalMs: msOr(interval, BEAT_DEFAULTS.intervalMs), unhealthyAfterMs: msOr(unhealthy, BEAT_DEFAULTS.unhealthyAfterMs), removeAfterMs: msOr(remove, BEAT_DEFAULTS.removeAfterMs) }
 }
