@@ -21,10 +21,19 @@ import { ERROR_CODES, type ErrorCode, GraceError } from '../core/errors.js'
 import type { Logger } from '../core/logger.js'
 import type { NodeId } from '../cp/raft/types.js'
 import { ClientLeases } from '../naming/leases.js'
-import type { EphemeralOp, EphemeralOwners, NamingService } from '../naming/service.js'
-import { parseEphemeralOp } from '../naming/validate.js'
+import type { BeatResult, EphemeralOp, EphemeralOwners, NamingService } from '../naming/service.js'
+import {
+  FORWARD_BEAT_METHOD,
+  FORWARD_METHOD,
+  decodeBeatAnswer,
+  decodeForwardAnswer,
+  decodeForwardedBeat,
+  decodeForwardedOp,
+  encodeBeatAnswer,
+  encodeForward,
+  encodeForwardAnswer,
+} from './ephemeral-forward.js'
 
-const FORWARD = 'naming.ephemeral'
 /** How often the healthy members are worked out again without being told of a change. */
 export const MEMBERSHIP_CHECK_MS = 1_000
 const FORWARD_TIMEOUT_MS = 5_000
@@ -47,9 +56,6 @@ export interface EphemeralClusterOptions {
   /** Called when a node that joined has loaded its copy (to tell the members at once). */
   loaded?(): void
 }
-
-const encoder = new TextEncoder()
-const decoder = new TextDecoder()
 
 export class EphemeralCluster implements EphemeralOwners {
   readonly store: DistroNode
@@ -87,19 +93,21 @@ export class EphemeralCluster implements EphemeralOwners {
     this.store.subscribe((clientId, _prev, next, origin) => {
       if (origin === 'remote' && next && this.store.isResponsible(clientId)) leases.takeOver([clientId])
     })
-    this.opts.transport.onCall(FORWARD, async (_from, payload) => {
-      let raw: unknown
-      try {
-        raw = JSON.parse(decoder.decode(payload))
-      } catch {
-        throw new GraceError('INVALID_JSON', 'a forwarded change is not JSON')
-      }
-      // The others count a member as an owner once it is UP, which it is while it loads (restarted,
-      // or just added): without a copy it would answer "not registered" for clients it holds
-      // nowhere yet. Refused, the change fails with UNAVAILABLE and the client retries.
+    // The others count a member as an owner once it is UP, which it is while it loads (restarted,
+    // or just added): without a copy it would answer "not registered" for clients it holds
+    // nowhere yet. Refused, the change fails with UNAVAILABLE and the client retries.
+    const refuseWhileLoading = () => {
       if (!this.store.loaded || this.joining) throw new GraceError('UNAVAILABLE', `${this.opts.self} is still loading its copy of the ephemeral data; retry`)
-      const result = await naming.executeForwarded(parseEphemeralOp(raw))
-      return encoder.encode(JSON.stringify({ result: result ?? null }))
+    }
+    this.opts.transport.onCall(FORWARD_METHOD, async (_from, payload) => {
+      const op = decodeForwardedOp(payload)
+      refuseWhileLoading()
+      return encodeForwardAnswer(await naming.executeForwarded(op))
+    })
+    this.opts.transport.onCall(FORWARD_BEAT_METHOD, async (_from, payload) => {
+      const request = decodeForwardedBeat(payload)
+      refuseWhileLoading()
+      return encodeBeatAnswer((await naming.executeForwarded({ op: 'beat', request })) as BeatResult)
     })
   }
 
@@ -172,15 +180,16 @@ export class EphemeralCluster implements EphemeralOwners {
   }
 
   async forward(to: string, op: EphemeralOp): Promise<unknown> {
+    const { method, payload } = encodeForward(op)
     let answer: Uint8Array
     try {
-      answer = await this.opts.transport.call(to, FORWARD, encoder.encode(JSON.stringify(op)), FORWARD_TIMEOUT_MS)
+      answer = await this.opts.transport.call(to, method, payload, FORWARD_TIMEOUT_MS)
     } catch (err) {
       const e = err as { remoteCode?: string | null; message?: string }
       if (e.remoteCode && e.remoteCode in ERROR_CODES) throw new GraceError(e.remoteCode as ErrorCode, e.message ?? `error at ${to}`)
       throw new GraceError('UNAVAILABLE', `the node responsible for this client (${to}) did not answer (${e.message ?? String(err)}); retry`)
     }
-    return (JSON.parse(decoder.decode(answer)) as { result: unknown }).result
+    return method === FORWARD_BEAT_METHOD ? decodeBeatAnswer(answer) : decodeForwardAnswer(answer)
   }
 
   /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */
