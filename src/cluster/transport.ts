@@ -31,7 +31,7 @@ import type { Logger } from '../core/logger.js'
 import { RaftCodecError, raftFromProto, raftToProto } from '../cp/node/raft-codec.js'
 import type { Message, NodeId } from '../cp/raft/types.js'
 import { grace } from '../gen/proto.js'
-import { FrameDecoder, decodeFrame, encodeFrame, wireU64 } from './framing.js'
+import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, wireU64 } from './framing.js'
 import {
   MIN_SECRET_BYTES,
   NONCE_BYTES,
@@ -683,7 +683,7 @@ export class PeerTransport {
     }
   }
 
-  private outboundFrame(o: Outbound, c: OutConn, f: grace.peer.Frame): void {
+  private outboundFrame(o: Outbound, c: OutConn, f: DecodedFrame): void {
     if (c.state !== 'ready') return this.outboundHandshake(o, c, f)
     switch (f.kind) {
       case 'response': {
@@ -708,7 +708,7 @@ export class PeerTransport {
     }
   }
 
-  private outboundHandshake(o: Outbound, c: OutConn, f: grace.peer.Frame): void {
+  private outboundHandshake(o: Outbound, c: OutConn, f: DecodedFrame): void {
     if (c.state !== 'handshaking') return this.drop(c, 'protocol error: frame before connect')
     if (f.kind === 'helloReject') return this.drop(c, `${o.peer} refused the handshake: ${f.helloReject!.reason || 'no reason given'}`)
     if (f.kind !== 'helloAck') return this.drop(c, `protocol error: expected HelloAck, got ${f.kind ?? 'an unknown frame'}`)
@@ -885,7 +885,7 @@ export class PeerTransport {
     }
   }
 
-  private inboundFrame(c: InConn, f: grace.peer.Frame): void {
+  private inboundFrame(c: InConn, f: DecodedFrame): void {
     if (c.state !== 'ready') return this.inboundHandshake(c, f)
     switch (f.kind) {
       case 'raft':
@@ -906,7 +906,7 @@ export class PeerTransport {
     this.drop(c, `protocol error: ${message}`)
   }
 
-  private inboundHandshake(c: InConn, f: grace.peer.Frame): void {
+  private inboundHandshake(c: InConn, f: DecodedFrame): void {
     if (c.state === 'hello') {
       if (f.kind !== 'hello') return this.inboundProtocolError(c, `expected Hello, got ${f.kind ?? 'an unknown frame'}`)
       const hello = f.hello!

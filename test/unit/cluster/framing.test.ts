@@ -4,6 +4,7 @@
 import t from 'tap'
 import { FrameDecoder, FramingError, decodeFrame, encodeFrame, wireU64 } from '../../../src/cluster/framing.js'
 import { ackMac, confirmMac, macEquals } from '../../../src/cluster/handshake.js'
+import { grace } from '../../../src/gen/proto.js'
 
 const frames = [
   encodeFrame({ ping: {} }, 1 << 20),
@@ -93,6 +94,45 @@ t.test('encodeFrame refuses a frame over the limit', (t) => {
 
 t.test('a body that is not a Frame is a FramingError', (t) => {
   t.throws(() => decodeFrame(Buffer.from([0xff, 0xff, 0xff])), FramingError)
+  t.end()
+})
+
+t.test('frames decode as protobufjs decodes them, by the short path or by Frame.decode', (t) => {
+  const samples: grace.peer.Frame.$Properties[] = [
+    { hello: { version: 1, nodeId: 'n1', targetId: 'n2', nonce: Buffer.alloc(32, 1) } },
+    { helloAck: { nodeId: 'n2', nonce: Buffer.alloc(32, 2), mac: Buffer.alloc(32, 3) } },
+    { helloConfirm: { mac: Buffer.alloc(32, 4) } },
+    { helloReject: { reason: 'authentication failed' } },
+    { raft: { type: 2, from: 'n1', to: 'n2', term: 7 } },
+    { request: { id: 1, method: 'naming.beat', payload: Buffer.from('client-1') } },
+    { request: { id: 2 ** 40, method: 'big', payload: Buffer.alloc(300, 9) } },
+    { request: {} },
+    { response: { id: 3, payload: Buffer.from([1, 2, 3]) } },
+    { response: { id: 4, errorCode: 'UNAVAILABLE', errorMessage: 'loading' } },
+    { ping: {} },
+    { pong: {} },
+  ]
+  const plain = (x: unknown) => JSON.parse(JSON.stringify(x, (_k, v: unknown) => (v instanceof Uint8Array ? [...v] : v))) as unknown
+  for (const sample of samples) {
+    const framed = encodeFrame(sample, 1 << 20)
+    const body = framed.subarray(4)
+    t.equal(framed.readUInt32BE(0), body.length, 'the prefix is the body length')
+    t.same([...body], [...grace.peer.Frame.encode(sample).finish()], 'encodeFrame writes what Frame.encode does')
+    const ours = decodeFrame(body)
+    const theirs = grace.peer.Frame.decode(body)
+    t.equal(ours.kind, theirs.kind)
+    const kind = theirs.kind!
+    t.same(plain(ours[kind]), plain(theirs[kind]), `${kind}: the same message`)
+  }
+  // Not one field spanning the body: Frame.decode reads it (here: two fields, the last wins).
+  const two = Buffer.concat([grace.peer.Frame.encode({ ping: {} }).finish(), grace.peer.Frame.encode({ request: { id: 9, method: 'm' } }).finish()])
+  t.equal(decodeFrame(two).kind, 'request')
+  t.equal(wireU64(decodeFrame(two).request!.id), 9)
+  t.equal(decodeFrame(Buffer.alloc(0)).kind, undefined, 'an empty frame has no kind')
+  t.equal(decodeFrame(Buffer.from([0x62, 0x00])).kind, undefined, 'an unknown field (12) is skipped')
+  // A length that runs past the body, or a message that is not one, is a FramingError.
+  t.throws(() => decodeFrame(Buffer.from([0x32, 0x05, 0x08])), FramingError)
+  t.throws(() => decodeFrame(Buffer.from([0x32, 0x02, 0x12, 0x05])), FramingError)
   t.end()
 })
 

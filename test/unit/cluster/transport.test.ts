@@ -4,7 +4,7 @@
 
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import { FrameDecoder, decodeFrame, encodeFrame } from '../../../src/cluster/framing.js'
+import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame } from '../../../src/cluster/framing.js'
 import { ackMac, confirmMac, newNonce } from '../../../src/cluster/handshake.js'
 import { PeerError, PeerTransport, type PeerTransportOptions, parsePeerAddress } from '../../../src/cluster/transport.js'
 import { GraceError } from '../../../src/core/errors.js'
@@ -109,7 +109,7 @@ async function freePort(): Promise<number> {
 /** A raw client socket that records the frames it receives and whether it was closed. */
 class RawPeer {
   readonly socket: net.Socket
-  readonly frames: grace.peer.Frame[] = []
+  readonly frames: DecodedFrame[] = []
   closed = false
   private readonly decoder = new FrameDecoder(1 << 25)
   constructor(port: number) {
