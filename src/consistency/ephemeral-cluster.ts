@@ -82,7 +82,13 @@ export class EphemeralCluster implements EphemeralOwners {
 
   /** The leases of this node's clients: expired only by their owner, and only with a majority. */
   createLeases(clock: Clock): ClientLeases {
-    return new ClientLeases(this.store, clock, () => this.mayExpire(), (clientId) => this.store.isResponsible(clientId))
+    return new ClientLeases(
+      this.store,
+      clock,
+      () => this.mayExpire(),
+      (clientId) => this.store.isResponsible(clientId),
+      () => this.store.membersVersion,
+    )
   }
 
   /** Serves forwarded changes with `naming`, and moves leases with ownership. */

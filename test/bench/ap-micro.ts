@@ -1,4 +1,4 @@
-// `node dist/test/bench/ap-micro.js [--instances N] [--reps N] [--only load|write]`
+// `node dist/test/bench/ap-micro.js [--instances N] [--reps N] [--only load|expiry|write|sweep]`
 //
 // In-process CPU measures of the AP layer's hot paths, steady on a busy machine where the
 // wall-clock benchmark (ap-bench.ts) is not: process CPU time (user + system) per operation,
@@ -13,13 +13,16 @@
 //   applied on the two peers (each peer with a naming view), one write per coalescing window
 //   (the 1-connection case) and many per window (the loaded case). CPU per write, all three
 //   nodes together.
+// - sweep: one lease sweep over 20,000 owned clients, silent (expiry paused) or beating.
 
 import { parseArgs } from 'node:util'
 import type { ClientRecord } from '../../src/ap/store.js'
 import { DistroNode, SYNC_INTERVAL_MS, type DistroTransport } from '../../src/ap/node/distro-node.js'
 import { ManualClock, SystemClock, type Clock } from '../../src/core/clock.js'
 import { silentLogger } from '../../src/core/logger.js'
+import { ClientLeases } from '../../src/naming/leases.js'
 import { BEAT_METADATA, type Instance } from '../../src/naming/model.js'
+import { SELF_PRESERVATION_DEFAULTS } from '../../src/naming/self-preservation.js'
 import { NamingPush } from '../../src/naming/push.js'
 import { NamingView } from '../../src/naming/view.js'
 
@@ -226,6 +229,46 @@ async function benchExpiry(clients: number, how: 'unhealthy' | 'remove'): Promis
   return { peerUs: (peerMs * 1000) / clients, longestMs: turns[Math.floor(turns.length * 0.9)]!, rounds }
 }
 
+/**
+ * One lease sweep on an owner holding `clients` leases, as a node of the AP benchmark holds its
+ * share of the register clients during the heartbeat cells: `silent` ones that stopped beating
+ * (the sweep finds each due; self-preservation, on as by default, pauses their expiry, so the
+ * scan runs every second and changes nothing) or all beating (nothing due). The owner is one of
+ * three members, so a third of the ids it is handed are its own: only those get leases.
+ */
+function benchSweep(clients: number, silent: boolean): number {
+  const clock = new ManualClock(Date.now())
+  const net = new MemoryNet()
+  const owner = new DistroNode({ self: 'a', transport: net.transport('a'), clock, random: Math.random, logger: silentLogger, members: ['a', 'b', 'c'] })
+  const leases = new ClientLeases(owner, clock, () => true, (id) => owner.isResponsible(id), () => owner.membersVersion)
+  leases.configure({ selfPreservation: SELF_PRESERVATION_DEFAULTS })
+  for (let k = 0, owned = 0; owned < clients; k++) {
+    const i = { ...instance(k), metadata: {} }
+    if (!owner.isResponsible(i.clientId)) continue
+    owner.put({ clientId: i.clientId, version: 0, instances: [i] })
+    leases.renew(i.clientId)
+    owned++
+  }
+  clock.advance(silent ? 20_000 : 1_000)
+  leases.sweep() // the first sweep looks every record up; later ones use the leases' copies
+  const times: number[] = []
+  for (let r = 0; r < 15; r++) {
+    const c0 = process.cpuUsage()
+    leases.sweep()
+    const c = process.cpuUsage(c0)
+    times.push((c.user + c.system) / 1000)
+  }
+  if (silent && leases.selfPreservation()?.active !== true) throw new Error('self-preservation did not pause the silent clients\' expiry')
+  return median(times)
+}
+
+if (!opts.only || opts.only === 'sweep') {
+  for (const silent of [true, false]) {
+    const ms: number[] = []
+    for (let r = 0; r < REPS; r++) ms.push(benchSweep(20_000, silent))
+    console.log(`lease sweep of 20,000 owned clients, ${silent ? 'all silent (expiry paused)' : 'all beating'}: median ${median(ms).toFixed(2)} ms CPU (${ms.map((u) => u.toFixed(2)).join(' ')})`)
+  }
+}
 if (!opts.only || opts.only === 'load') await benchLoad()
 if (!opts.only || opts.only === 'expiry') {
   for (const how of ['unhealthy', 'remove'] as const) {

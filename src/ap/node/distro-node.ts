@@ -166,6 +166,8 @@ export class DistroNode implements EphemeralStore {
   private readonly verifyAfterSync = new Set<NodeId>()
   private readonly sessions = new Map<string, LoadSession>()
   private nextSession = 1
+  /** See membersVersion. */
+  private membersSeq = 0
   private pumpQueued = false
   /** The sync batch encoded last, for the other peers (see encodeBatch). */
   private lastBatch: { items: readonly Versioned[]; bytes: Uint8Array } | null = null
@@ -296,8 +298,18 @@ export class DistroNode implements EphemeralStore {
     const before = this.replica.members()
     const changes = this.replica.setMembers(healthy)
     this.syncQueuesToMembers()
-    if (this.running && this.replica.members() !== before) for (const peer of this.peers()) this.sendVerify(peer)
+    if (this.replica.members() === before) return changes
+    this.membersSeq++
+    if (this.running) for (const peer of this.peers()) this.sendVerify(peer)
     return changes
+  }
+
+  /**
+   * Goes up by one whenever the view of the healthy members changes, and with it possibly the
+   * owner of any client: a verdict of isResponsible holds while this stays the same.
+   */
+  get membersVersion(): number {
+    return this.membersSeq
   }
 
   members(): readonly NodeId[] {

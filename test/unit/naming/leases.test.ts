@@ -212,3 +212,36 @@ t.test('a sweep works from the client\'s current record: one changed since the l
   t.equal(now.instances[0]!.healthy, false, 'unhealthy at the new, shorter timeout')
   t.same(now.instances[0]!.metadata, shorter.metadata, 'built from the changed record, not the copy the last sweep saw')
 })
+
+t.test('the sweep asks who owns a client once per view of the members, and drops a lease the next view gives away', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  let owner = 'here'
+  let version = 0
+  const asked: string[] = []
+  const owns = (clientId: string) => {
+    asked.push(clientId)
+    return owner === 'here'
+  }
+  const leases = new ClientLeases(store, clock, () => true, owns, () => version)
+  store.put(record('c1'))
+  leases.renew('c1')
+  for (let i = 0; i < 5; i++) {
+    clock.advance(1000)
+    leases.sweep()
+  }
+  t.same(asked, ['c1'], 'asked at the first sweep only while the members stay the same')
+  t.equal(leases.lastBeatOf('c1'), clock.now() - 5000, 'the lease is kept')
+
+  // The members change and the client moves elsewhere (a beat forwarded while views differed
+  // left a lease here): the next sweep asks again and drops it, so it never expires here.
+  owner = 'elsewhere'
+  version++
+  clock.advance(1000)
+  leases.sweep()
+  t.same(asked, ['c1', 'c1'])
+  t.equal(leases.lastBeatOf('c1'), undefined, 'dropped once the new view says it is owned elsewhere')
+  clock.advance(BEAT_DEFAULTS.removeAfterMs * 2)
+  leases.sweep()
+  t.ok(store.get('c1'), 'never expired here')
+})

@@ -367,3 +367,19 @@ t.test("a peer's sync batch is applied in one bulk call, every listener call ins
   t.equal(bulks, 1, 'applied in one bulk call')
   t.equal(outside, 0, 'no change reached a listener outside it')
 })
+
+t.test('membersVersion goes up exactly when the view of the members changes (the leases re-ask who owns a client then)', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 7 })
+  const a = c.nodes.get('a')!
+  const v0 = a.membersVersion
+  a.setMembers(['a', 'b', 'c'])
+  t.equal(a.membersVersion, v0, 'the same view: no change')
+  a.setMembers(['a', 'b'])
+  t.equal(a.membersVersion, v0 + 1, 'a member left')
+  a.setMembers(['a', 'b'])
+  t.equal(a.membersVersion, v0 + 1)
+  a.setMembers(['a', 'b', 'c'])
+  t.equal(a.membersVersion, v0 + 2, 'it came back')
+  for (const n of c.nodes.values()) n.stop()
+})
