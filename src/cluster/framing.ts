@@ -27,6 +27,24 @@ export function encodeFrame(frame: grace.peer.Frame.$Properties, maxFrameBytes: 
   return out
 }
 
+/**
+ * encodeFrame for a frame body already encoded, in pieces that are concatenated in order (see
+ * RaftFrameEncoder): the same limit, one buffer.
+ */
+export function encodeFrameParts(parts: readonly Uint8Array[], maxFrameBytes: number): Buffer {
+  let length = 0
+  for (const p of parts) length += p.length
+  if (length > maxFrameBytes) throw new FramingError(`frame of ${length} bytes is over the limit of ${maxFrameBytes}`)
+  const out = Buffer.allocUnsafe(4 + length)
+  out.writeUInt32BE(length, 0)
+  let pos = 4
+  for (const p of parts) {
+    out.set(p, pos)
+    pos += p.length
+  }
+  return out
+}
+
 /** A decoded frame: which kind it is, and that kind's message. */
 export interface DecodedFrame extends grace.peer.Frame.$Properties {
   readonly kind?: grace.peer.Frame['kind']

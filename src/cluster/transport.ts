@@ -28,7 +28,7 @@
 import net from 'node:net'
 import { LIMITS } from '../core/limits.js'
 import type { Logger } from '../core/logger.js'
-import { RaftCodecError, raftFromProto, raftToProto } from '../cp/node/raft-codec.js'
+import { RaftCodecError, RaftFrameEncoder, raftFromProto } from '../cp/node/raft-codec.js'
 import type { Message, NodeId } from '../cp/raft/types.js'
 import { grace } from '../gen/proto.js'
 import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, wireU64 } from './framing.js'
@@ -316,6 +316,8 @@ export class PeerTransport {
   private handshaking = 0
 
   private raftHandler: ((m: Message) => void) | null = null
+  /** Encodes an append's entries once for every follower it goes to. */
+  private readonly raftFrames = new RaftFrameEncoder()
   private readonly callHandlers = new Map<string, CallHandler>()
   private readonly unreachableHandlers: ((peer: NodeId) => void)[] = []
 
@@ -500,7 +502,7 @@ export class PeerTransport {
     }
     let bytes: Buffer
     try {
-      bytes = encodeFrame({ raft: raftToProto(m) }, this.limits.maxFrameBytes)
+      bytes = this.raftFrames.encode(m, this.limits.maxFrameBytes)
     } catch (err) {
       o.dropped++
       this.logger.error({ peer: to, type: m.type, err: (err as Error).message }, 'peer transport: cannot send raft message, dropped')

@@ -2,7 +2,8 @@
 // TypeScript shape, and bytes that are not a whole, valid message are refused, never half-read.
 
 import t from 'tap'
-import { RaftCodecError, decodeRaftMessage, encodeRaftMessage } from '../../../src/cp/node/raft-codec.js'
+import { FramingError, FrameDecoder, decodeFrame } from '../../../src/cluster/framing.js'
+import { RaftCodecError, RaftFrameEncoder, decodeRaftMessage, encodeRaftMessage, raftFromProto } from '../../../src/cp/node/raft-codec.js'
 import type { Message } from '../../../src/cp/raft/types.js'
 import { grace } from '../../../src/gen/proto.js'
 
@@ -62,6 +63,51 @@ t.test('every variant round-trips to exactly the same object', (t) => {
   }
   const types: Message['type'][] = ['preVote', 'preVoteResp', 'vote', 'voteResp', 'append', 'appendResp', 'heartbeat', 'heartbeatResp', 'snapshot', 'timeoutNow']
   t.same([...seen].sort(), types.sort(), 'the test covers every variant')
+  t.end()
+})
+
+/** A frame of RaftFrameEncoder, as the receiving transport reads it. */
+function throughFrame(frame: Buffer): Message {
+  const bodies = new FrameDecoder(1 << 20).pushAll(frame)
+  if (bodies.length !== 1) throw new Error(`${bodies.length} frames`)
+  return raftFromProto(decodeFrame(bodies[0]!).raft!)
+}
+
+t.test('frames of the frame encoder carry every variant exactly', (t) => {
+  const encoder = new RaftFrameEncoder()
+  for (const m of ALL) t.strictSame(throughFrame(encoder.encode(m, 1 << 20)), m, `${m.type} round-trips through a frame`)
+  t.end()
+})
+
+t.test("an append's entries are encoded once for the followers that are sent them", (t) => {
+  const encoder = new RaftFrameEncoder()
+  const toN2 = ALL[7] as Extract<Message, { type: 'append' }>
+  // The same entry objects, as the core slices them from its log for each follower.
+  const toN3: Message = { ...toN2, to: 'n3', entries: toN2.entries.slice(), commit: 121 }
+  t.strictSame(throughFrame(encoder.encode(toN2, 1 << 20)), toN2)
+  t.equal(encoder.entriesEncoded, 5)
+  t.strictSame(throughFrame(encoder.encode(toN3, 1 << 20)), toN3, 'the second follower gets its own header with the shared entries')
+  t.equal(encoder.entriesEncoded, 5, 'the entries were not encoded again')
+  // Fewer entries (a follower behind or ahead), or other objects at the same indexes (a log
+  // rewritten from some index on), are other entries: encoded afresh, never the cached bytes.
+  const shorter: Message = { ...toN2, entries: toN2.entries.slice(0, 4) }
+  t.strictSame(throughFrame(encoder.encode(shorter, 1 << 20)), shorter)
+  t.equal(encoder.entriesEncoded, 9)
+  const rewritten: Message = { ...toN2, entries: [...toN2.entries.slice(0, 4), { index: 125, term: 8, type: 'normal', data: 'another' }] }
+  t.strictSame(throughFrame(encoder.encode(rewritten, 1 << 20)), rewritten)
+  t.equal(encoder.entriesEncoded, 14)
+  t.end()
+})
+
+t.test('a frame over the limit is refused whole', (t) => {
+  const m = ALL[7]!
+  const length = new RaftFrameEncoder().encode(m, 1 << 20).length - 4
+  t.equal(new RaftFrameEncoder().encode(m, length).length, length + 4)
+  t.throws(() => new RaftFrameEncoder().encode(m, length - 1), FramingError)
+  t.throws(() => new RaftFrameEncoder().encode(ALL[10]!, 10), FramingError, 'other messages too')
+  // A body long enough for a length of several varint bytes.
+  const big: Message = { ...(m as Extract<Message, { type: 'append' }>), entries: [{ index: 121, term: 8, type: 'normal', data: 'x'.repeat(300_000) }] }
+  t.strictSame(throughFrame(new RaftFrameEncoder().encode(big, 1 << 20)), big)
   t.end()
 })
 
