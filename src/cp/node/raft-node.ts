@@ -128,6 +128,13 @@ const SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 const INSTALL_BATCH_OPS = 10_000
 /** How long new writes may wait for the last batch to commit, to go in the next one together. */
 const BATCH_WAIT_MS = 20
+/**
+ * Once its last batch committed, how long a leader waits at most for the writers it answers to
+ * write again (see holdForReturn; never longer than that batch took to commit), and the pause in
+ * new writes that ends the wait sooner.
+ */
+const RETURN_WAIT_MS = 10
+const RETURN_GAP_MS = 2
 /** How long applied state machine writes wait for a log write to ride with (see the top). */
 const FLUSH_DELAY_MS = 50
 /** Applied writes held in memory at most; past this many ops they are written at once. */
@@ -182,9 +189,15 @@ export class RaftNode implements ReplicatedLog {
   private promoting = false
   private transferWaiters: { to: NodeId; resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
 
-  /** The last batch this leader proposed: its last index, and when (see holdForBatch). */
-  private lastBatch = { last: 0, at: 0 }
+  /**
+   * The last batch this leader proposed (see holdForBatch and holdForReturn): its last index, when,
+   * how many writes; once committed, when that was seen and how many writes to wait for.
+   */
+  private lastBatch = { last: 0, at: 0, size: 0, committedAt: -1, expect: 0, wait: 0 }
+  /** When this leader last took a write or answered some (clock ms): the start of a pause in writes. */
+  private lastActivity = 0
   private batchTimer: Cancel | null = null
+  private batchTimerAt = 0
   /** State machine writes applied in memory, not yet in storage (see the top). */
   private unstored: BatchOp[] = []
   /** The applied index storage reaches once `unstored` is written; 0 while nothing waits. */
@@ -537,6 +550,7 @@ export class RaftNode implements ReplicatedLog {
     return new Promise((resolve, reject) => {
       // Queued until the loop runs, so that everything proposed meanwhile becomes one batch.
       this.queued.push({ command, resolve, reject })
+      this.lastActivity = this.clock.now()
       this.kick()
     })
   }
@@ -646,6 +660,7 @@ export class RaftNode implements ReplicatedLog {
     try {
       for (;;) {
         this.again = false
+        this.noteCommit()
         this.takeQueued()
         this.wakeLeaderWaiters()
         this.wakeTransferWaiters()
@@ -685,7 +700,7 @@ export class RaftNode implements ReplicatedLog {
     }
     const term = this.raft.softState().term
     const last = first + batch.length - 1
-    this.lastBatch = { last, at: this.clock.now() }
+    this.lastBatch = { last, at: this.clock.now(), size: batch.length, committedAt: -1, expect: 0, wait: 0 }
     const timer: ProposalTimer = { pending: batch.length, cancel: () => {} }
     timer.cancel = this.timeout(() => {
       for (let index = first; index <= last; index++) {
@@ -710,17 +725,59 @@ export class RaftNode implements ReplicatedLog {
    * client, an idle cluster) goes at once, so this adds no latency there.
    */
   private holdForBatch(): boolean {
-    if (this.queued.length >= LIMITS.maxProposalsPerBatch || this.raft.log.committed >= this.lastBatch.last) return false
+    if (this.queued.length >= LIMITS.maxProposalsPerBatch) return false
+    if (this.raft.log.committed >= this.lastBatch.last) return this.holdForReturn()
     const waited = this.clock.now() - this.lastBatch.at
     if (waited >= BATCH_WAIT_MS) return false
     // The commit of the last batch runs the loop again; this timer, if it never comes.
-    if (!this.batchTimer) {
-      this.batchTimer = this.clock.setTimer(BATCH_WAIT_MS - waited, () => {
-        this.batchTimer = null
-        this.kick()
-      })
-    }
+    this.wakeAt(this.lastBatch.at + BATCH_WAIT_MS)
     return true
+  }
+
+  /** Records when the last batch is first seen committed, and how many writes to expect then. */
+  private noteCommit(): void {
+    const b = this.lastBatch
+    if (b.committedAt >= 0 || b.size === 0 || this.raft.log.committed < b.last) return
+    b.committedAt = this.clock.now()
+    b.expect = Math.min(LIMITS.maxProposalsPerBatch, b.size + this.queued.length)
+    b.wait = Math.min(RETURN_WAIT_MS, b.committedAt - b.at)
+  }
+
+  /**
+   * The writers a commit answers mostly write again at once (a client that registers or
+   * publishes one thing after another, a benchmark's connections). Proposed at the commit, the
+   * writes already waiting would start a round without them, and they would wait for that one
+   * to commit: under load the writes split into a large round and a small one, often of a single
+   * write (seen at 64 connections: rounds of 63 and of 1 in turn), and a round costs every node
+   * the same fsync, thread hop and messages whatever it carries. So after a commit the waiting
+   * writes wait for as many more as the batch had, to go together: until they came, until no
+   * write came in for RETURN_GAP_MS since the leader last took or answered one (the writers
+   * went quiet: fewer clients, or writes that do not follow answers), or after as long as the
+   * batch took to commit, RETURN_WAIT_MS at most: waiting longer than the round it saves would
+   * cost more than that round, and it bounds what writes that come in a steady stream, not after
+   * answers, pay (at most a round's time more). A lone writer finds its own batch of one
+   * answered and goes at once.
+   */
+  private holdForReturn(): boolean {
+    const b = this.lastBatch
+    if (b.committedAt < 0 || this.queued.length >= b.expect) return false
+    const deadline = Math.min(b.committedAt + b.wait, this.lastActivity + RETURN_GAP_MS)
+    if (this.clock.now() >= deadline) return false
+    this.wakeAt(deadline)
+    return true
+  }
+
+  /** Runs the loop again at `at` (clock ms), or sooner if it already will. */
+  private wakeAt(at: number): void {
+    if (this.batchTimer) {
+      if (this.batchTimerAt <= at) return
+      this.batchTimer()
+    }
+    this.batchTimerAt = at
+    this.batchTimer = this.clock.setTimer(Math.max(0, at - this.clock.now()), () => {
+      this.batchTimer = null
+      this.kick()
+    })
   }
 
   /**
@@ -770,6 +827,8 @@ export class RaftNode implements ReplicatedLog {
   /** Applies a Ready's committed entries and answers the reads it confirms. */
   private applyReady(rd: Ready): void {
     this.apply(rd.committed)
+    // Answering writes takes a while; their writers' next writes are read after it (holdForReturn).
+    if (rd.committed.length > 0) this.lastActivity = this.clock.now()
     for (const rs of rd.readStates) {
       const read = this.reads.get(rs.id)
       if (!read) continue

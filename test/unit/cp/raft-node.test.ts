@@ -326,6 +326,9 @@ t.test('writes that come in while the last batch is uncommitted wait for it, the
   const bc = [node.propose(put('b', '2')), node.propose(put('c', '3'))]
   await settle()
   t.equal(peers.appends.length, sent + 1, 'b and c wait while a is uncommitted')
+  // Past the pause that ends a wait for a's writer to write again (the next test): b and c go
+  // at a's commit.
+  clock.advance(2)
   peers.state.ack = true
   peers.ackAll()
   await a
@@ -364,7 +367,8 @@ t.test('a leader answers a committed write while its own write of the next batch
   const s = await setup(t)
   const peers = followersByHand()
   const gated = gatedDb(s.db())
-  const { node, sm } = await s.open({ transport: peers.transport, clock: new ManualClock(), bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } }, gated.db)
+  const clock = new ManualClock()
+  const { node, sm } = await s.open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } }, gated.db)
   await settle()
   t.equal(node.status().role, 'leader')
   await node.propose(put('first', '0'))
@@ -373,7 +377,9 @@ t.test('a leader answers a committed write while its own write of the next batch
   await settle()
   const b = node.propose(put('b', '2'))
   await settle()
-  // n2's acknowledgement commits a; b then goes as the next batch, and the leader's fsync of it hangs.
+  // n2's acknowledgement commits a; b, past the pause that ends a wait for a's writer to write
+  // again, then goes as the next batch, and the leader's fsync of it hangs.
+  clock.advance(2)
   gated.hold()
   peers.ackAll()
   const answered = await Promise.race([a.then(() => 'a answered'), new Promise((r) => setTimeout(() => r('a not answered'), 1000))])
@@ -387,6 +393,64 @@ t.test('a leader answers a committed write while its own write of the next batch
   t.same([...sm.data.keys()], ['first', 'a', 'b'])
   await node.settled()
   t.equal(await s.db().get('kv/b'), '2', 'b and its state are stored')
+})
+
+t.test("the writers a commit answers go in one round with the writes that waited for it", async (t) => {
+  const { open } = await setup(t)
+  const peers = followersByHand()
+  const clock = new ManualClock()
+  const { node, sm } = await open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  await settle()
+  await node.propose(put('first', '0'))
+  const carrying = () => peers.appends.filter((m) => m.entries.length > 0)
+  const sent = carrying().length
+  peers.state.ack = false
+  const a = node.propose(put('a', '1'))
+  await settle()
+  // a's round takes 5 ms: the longest its commit may make writes wait for its writer.
+  clock.advance(5)
+  const b = node.propose(put('b', '2'))
+  await settle()
+  peers.ackAll()
+  await a
+  await settle()
+  t.equal(carrying().length, sent + 1, "b waits at a's commit for a's writer to write again")
+  // a's writer writes again, as a client registering one thing after another does.
+  const c = node.propose(put('c', '3'))
+  await settle()
+  t.same(
+    carrying()
+      .slice(sent + 1)
+      .map((m) => m.entries.length),
+    [2],
+    'b and c go in one round',
+  )
+  clock.advance(5)
+  peers.ackAll()
+  await Promise.all([b, c])
+  t.same([...sm.data.keys()], ['first', 'a', 'b', 'c'])
+  // A pause in writes ends the wait: d waits for the writers of b and c, who do not write again.
+  const d = node.propose(put('d', '4'))
+  await settle()
+  t.equal(carrying().length, sent + 2, 'd waits for the writers of b and c')
+  clock.advance(2)
+  await settle()
+  t.equal(carrying().length, sent + 3, 'then goes alone, once no write came in for 2 ms')
+  // So does a round's time: e, held while d is uncommitted, then waits for d's writer no longer
+  // than d took to commit (1 ms).
+  const e = node.propose(put('e', '5'))
+  await settle()
+  clock.advance(1)
+  peers.ackAll()
+  await d
+  await settle()
+  t.equal(carrying().length, sent + 3, "e waits at d's commit")
+  clock.advance(1)
+  await settle()
+  t.equal(carrying().length, sent + 4, 'then goes after 1 ms')
+  peers.state.ack = true
+  peers.ackAll()
+  await e
 })
 
 t.test('a held write goes on its own once the last batch has waited long enough', async (t) => {
