@@ -298,12 +298,17 @@ interface Held {
  */
 export class TombstoneSet {
   private readonly held = new Map<string, Held>()
+  /** The held tombstones by digest bucket (hB & mask), for inBuckets; a bucket with none has no map. */
+  private readonly byBucket = new Map<number, Map<string, Held>>()
+  private readonly mask: number
 
   constructor(
     readonly ttlMs: number = DISTRO_LIMITS.tombstoneTtlMs,
     readonly max: number = DISTRO_LIMITS.maxTombstones,
+    buckets: number = DISTRO_LIMITS.digestBuckets,
   ) {
     assert(ttlMs > 0 && max > 0, 'tombstones are kept for some time and count')
+    this.mask = buckets - 1
   }
 
   /** The tombstone's version (its floor), if one is held. */
@@ -321,19 +326,30 @@ export class TombstoneSet {
    */
   add(t: Tombstone, now: number, hB: number = bucketHash(t.clientId)): number {
     // Delete first so the entry moves to the young end of the insertion order.
-    this.held.delete(t.clientId)
-    this.held.set(t.clientId, { item: t, at: now, hB })
+    this.delete(t.clientId)
+    const h: Held = { item: t, at: now, hB }
+    this.held.set(t.clientId, h)
+    const b = hB & this.mask
+    const inBucket = this.byBucket.get(b)
+    if (inBucket) inBucket.set(t.clientId, h)
+    else this.byBucket.set(b, new Map([[t.clientId, h]]))
     let evicted = 0
     while (this.held.size > this.max) {
-      const oldest = this.held.keys().next().value as string
-      this.held.delete(oldest)
+      this.delete(this.held.keys().next().value as string)
       evicted++
     }
     return evicted
   }
 
   delete(clientId: string): boolean {
-    return this.held.delete(clientId)
+    const h = this.held.get(clientId)
+    if (h === undefined) return false
+    this.held.delete(clientId)
+    const b = h.hB & this.mask
+    const inBucket = this.byBucket.get(b)!
+    inBucket.delete(clientId)
+    if (inBucket.size === 0) this.byBucket.delete(b)
+    return true
   }
 
   /** Drops tombstones stored at or before now - ttl. Returns how many. */
@@ -341,7 +357,7 @@ export class TombstoneSet {
     let n = 0
     for (const [clientId, h] of this.held) {
       if (h.at + this.ttlMs > now) break
-      this.held.delete(clientId)
+      this.delete(clientId)
       n++
     }
     return n
@@ -359,10 +375,15 @@ export class TombstoneSet {
   /**
    * clientId -> version of the tombstones in some buckets (bucketHash & mask in scope), or of
    * all. An exact digest asks for them once per 64 buckets: after a lease sweep's removals there
-   * are up to maxTombstones, and hashing each id again took 28 ms of a turn for 100k.
+   * are up to maxTombstones, and hashing each id again took 28 ms of a turn for 100k; with the
+   * digest's own buckets, only the tombstones of the buckets asked for are read.
    */
   inBuckets(mask: number, scope: ReadonlySet<number> | null): Map<string, number> {
     const out = new Map<string, number>()
+    if (scope !== null && mask === this.mask) {
+      for (const b of scope) for (const [clientId, h] of this.byBucket.get(b) ?? []) out.set(clientId, h.item.version)
+      return out
+    }
     for (const [clientId, h] of this.held) if (scope === null || scope.has(h.hB & mask)) out.set(clientId, h.item.version)
     return out
   }

@@ -29,7 +29,13 @@ interface Entry {
 
 interface OwnerIndex {
   readonly digest: BucketDigest
-  readonly clients: Set<string>
+  /**
+   * The owner's clients by digest bucket (bucketHash & (buckets - 1)), so that an exact digest of
+   * some buckets reads only their clients: a scan of every client per request of 64 buckets took
+   * about 14 ms of a turn at 100k clients, several times per repair.
+   */
+  readonly byBucket: (Set<string> | undefined)[]
+  count: number
 }
 
 /** A change that took effect: prev and next as for ap/store.ts's ClientListener. */
@@ -57,8 +63,8 @@ export class Replica implements LocalView {
     opts: ReplicaOptions = {},
   ) {
     this.ownership = new Ownership(healthyMembers)
-    this.tombs = new TombstoneSet(opts.tombstoneTtlMs ?? DISTRO_LIMITS.tombstoneTtlMs, opts.maxTombstones ?? DISTRO_LIMITS.maxTombstones)
     this.buckets = opts.buckets ?? DISTRO_LIMITS.digestBuckets
+    this.tombs = new TombstoneSet(opts.tombstoneTtlMs ?? DISTRO_LIMITS.tombstoneTtlMs, opts.maxTombstones ?? DISTRO_LIMITS.maxTombstones, this.buckets)
   }
 
   // ---- reads -------------------------------------------------------------------------------
@@ -118,21 +124,19 @@ export class Replica implements LocalView {
 
   /** The live clients this node is responsible for. */
   *owned(): IterableIterator<ClientState> {
-    const idx = this.owners.get(this.self)
-    if (!idx) return
-    for (const id of idx.clients) yield this.live.get(id)!.record
+    for (const id of this.ownedBy(this.self, null)) yield this.live.get(id)!.record
   }
 
   ownedCount(owner: NodeId = this.self): number {
-    return this.owners.get(owner)?.clients.size ?? 0
+    return this.owners.get(owner)?.count ?? 0
   }
 
   *ownedBy(owner: NodeId, buckets: ReadonlySet<number> | null): Iterable<string> {
     const idx = this.owners.get(owner)
     if (!idx) return
-    const mask = this.buckets - 1
-    for (const id of idx.clients) {
-      if (buckets === null || buckets.has(this.live.get(id)!.hB & mask)) yield id
+    for (const b of buckets ?? idx.byBucket.keys()) {
+      const set = idx.byBucket[b]
+      if (set) yield* set
     }
   }
 
@@ -157,13 +161,7 @@ export class Replica implements LocalView {
     const scope = buckets === null ? null : new Set(buckets)
     const mask = this.buckets - 1
     const live = new Map<string, number>()
-    const idx = this.owners.get(this.self)
-    if (idx) {
-      for (const id of idx.clients) {
-        const e = this.live.get(id)!
-        if (scope === null || scope.has(e.hB & mask)) live.set(id, e.fp)
-      }
-    }
+    for (const id of this.ownedBy(this.self, scope)) live.set(id, this.live.get(id)!.fp)
     // Tombstones carry no owner: every one in the buckets goes.
     const removed = this.tombs.inBuckets(mask, scope)
     return { owner: this.self, buckets: buckets === null ? null : buckets.slice(), live, removed }
@@ -226,7 +224,7 @@ export class Replica implements LocalView {
       e.owner = owner
       this.index(id, e)
     }
-    for (const [owner, idx] of this.owners) if (idx.clients.size === 0) this.owners.delete(owner)
+    for (const [owner, idx] of this.owners) if (idx.count === 0) this.owners.delete(owner)
     return changes
   }
 
@@ -238,12 +236,23 @@ export class Replica implements LocalView {
   /** Asserts the invariants; O(clients). For tests and the simulator. */
   check(): void {
     let indexed = 0
+    const mask = this.buckets - 1
     for (const [owner, idx] of this.owners) {
       let sum = 0
       for (const c of idx.digest.counts) sum += c
-      assert(sum === idx.clients.size, `${owner}'s digest counts ${sum} clients, its set ${idx.clients.size}`)
-      for (const id of idx.clients) assert(this.live.get(id)?.owner === owner, `${id} is indexed under its owner ${owner}`)
-      indexed += idx.clients.size
+      let held = 0
+      for (const [b, set] of idx.byBucket.entries()) {
+        if (!set) continue
+        assert(set.size > 0, `${owner}'s bucket ${b} has no empty set`)
+        assert(set.size === idx.digest.counts[b], `${owner}'s bucket ${b} holds as many clients as its digest counts`)
+        for (const id of set) {
+          const e = this.live.get(id)
+          assert(e?.owner === owner && (e.hB & mask) === b, `${id} is indexed under its owner ${owner} and its bucket`)
+        }
+        held += set.size
+      }
+      assert(sum === idx.count && held === idx.count, `${owner}'s digest counts ${sum} clients, its buckets ${held}, its count ${idx.count}`)
+      indexed += idx.count
     }
     let owned = 0
     for (const [id, e] of this.live) {
@@ -259,17 +268,25 @@ export class Replica implements LocalView {
     if (e.owner === null) return
     let idx = this.owners.get(e.owner)
     if (!idx) {
-      idx = { digest: new BucketDigest(this.buckets), clients: new Set() }
+      idx = { digest: new BucketDigest(this.buckets), byBucket: new Array<Set<string> | undefined>(this.buckets).fill(undefined), count: 0 }
       this.owners.set(e.owner, idx)
     }
-    idx.clients.add(id)
+    const b = e.hB & (this.buckets - 1)
+    const set = idx.byBucket[b] ?? (idx.byBucket[b] = new Set())
+    set.add(id)
+    idx.count++
     idx.digest.add(e.hA, e.hB, e.fp)
   }
 
   private unindex(id: string, e: Entry): void {
     if (e.owner === null) return
     const idx = this.owners.get(e.owner)!
-    idx.clients.delete(id)
+    const b = e.hB & (this.buckets - 1)
+    const set = idx.byBucket[b]!
+    set.delete(id)
+    // An emptied bucket holds no set: tens of thousands of owners' clients come and go.
+    if (set.size === 0) idx.byBucket[b] = undefined
+    idx.count--
     idx.digest.remove(e.hA, e.hB, e.fp)
   }
 }

@@ -200,6 +200,20 @@ t.test('TombstoneSet.inBuckets: the tombstones whose id hashes into the buckets 
   t.ok(expected.size > 0 && expected.size < ts.size)
   t.same(ts.inBuckets(mask, scope), expected)
   t.same(ts.inBuckets(mask, null), new Map(ts.entries()))
+
+  // With its own buckets (as the replica's), it reads only the buckets asked for, from an index
+  // that follows every way a tombstone goes: replaced, deleted, evicted by count, collected.
+  const indexed = new TombstoneSet(1000, 200, 16)
+  const inScope = () => new Map([...indexed.entries()].filter(([id]) => scope.has(bucketHash(id) & mask)))
+  for (let i = 0; i < 300; i++) indexed.add(tombstone(`t${i}`, i + 1), NOW + i)
+  t.equal(indexed.size, 200, 'the oldest 100 evicted')
+  indexed.add(tombstone('t150', 999), NOW + 300)
+  for (let i = 200; i < 230; i++) indexed.delete(`t${i}`)
+  t.same(new Map([...indexed.inBuckets(mask, scope)].sort()), new Map([...inScope()].sort()))
+  t.equal(indexed.collect(NOW + 1000 + 250), 120, 'those stored up to +250: t100-t250 but t150 (stored again later) and the 30 deleted')
+  t.same(new Map([...indexed.inBuckets(mask, scope)].sort()), new Map([...inScope()].sort()))
+  t.ok(inScope().size > 0, 'some left in the buckets asked for')
+  t.same(indexed.inBuckets(mask, new Set([...Array(16).keys()])).size, indexed.size, 'every bucket: every tombstone')
 })
 
 t.test('Replica.apply: records, tombstones, and resurrection blocked until the tombstone is collected', async (t) => {
