@@ -45,6 +45,94 @@ export function encodeFrameParts(parts: readonly Uint8Array[], maxFrameBytes: nu
   return out
 }
 
+// ---- calls: Request and Response frames written by hand ------------------------------------
+//
+// Every forwarded change and sync batch is a Request frame and its Response. Written field by
+// field into one buffer of the exact size, as protobufjs would write them (proto3: fields at their
+// default are left out; the framing test compares the bytes), they take about 0.25 µs each where
+// the generated encoder's writer, with its list of operations, took 0.65.
+
+/** Frame field numbers and wire types as tags (transport.proto). */
+const TAG_REQUEST = (6 << 3) | 2
+const TAG_RESPONSE = (7 << 3) | 2
+const TAG_ID = (1 << 3) | 0
+/** Request: method 2, payload 3. Response: error_code 2, error_message 3, payload 4. */
+const tagOf = (field: number) => (field << 3) | 2
+const EMPTY = new Uint8Array(0)
+
+/** Bytes of a varint holding v (0 <= v < 2^53). */
+function varintBytes(v: number): number {
+  let n = 1
+  while (v >= 128) {
+    v = Math.floor(v / 128)
+    n++
+  }
+  return n
+}
+
+function putVarint(out: Buffer, pos: number, v: number): number {
+  while (v >= 128) {
+    out[pos++] = (v % 128) | 128
+    v = Math.floor(v / 128)
+  }
+  out[pos++] = v
+  return pos
+}
+
+/** The UTF-8 bytes of method names, which are few and sent over and over. */
+const methodBytes = new Map<string, Buffer>()
+const MAX_CACHED_METHODS = 64
+
+function utf8(s: string, cache: boolean): Buffer {
+  const hit = cache ? methodBytes.get(s) : undefined
+  if (hit !== undefined) return hit
+  const bytes = Buffer.from(s, 'utf8')
+  if (cache && methodBytes.size < MAX_CACHED_METHODS) methodBytes.set(s, bytes)
+  return bytes
+}
+
+/** Bytes of a length-delimited field (tag, length, bytes); 0 when empty (left out). */
+function fieldBytes(length: number): number {
+  return length === 0 ? 0 : 1 + varintBytes(length) + length
+}
+
+function putField(out: Buffer, pos: number, tag: number, bytes: Uint8Array): number {
+  if (bytes.length === 0) return pos
+  out[pos++] = tag
+  pos = putVarint(out, pos, bytes.length)
+  out.set(bytes, pos)
+  return pos + bytes.length
+}
+
+/** Length prefix and frame of one message (Request or Response) with an id and byte fields. */
+function callFrame(frameTag: number, id: number, fields: readonly Uint8Array[], maxFrameBytes: number): Buffer {
+  let inner = id === 0 ? 0 : 1 + varintBytes(id)
+  for (const f of fields) inner += fieldBytes(f.length)
+  const length = 1 + varintBytes(inner) + inner
+  if (length > maxFrameBytes) throw new FramingError(`frame of ${length} bytes is over the limit of ${maxFrameBytes}`)
+  const out = Buffer.allocUnsafe(4 + length)
+  out.writeUInt32BE(length, 0)
+  let pos = 4
+  out[pos++] = frameTag
+  pos = putVarint(out, pos, inner)
+  if (id !== 0) {
+    out[pos++] = TAG_ID
+    pos = putVarint(out, pos, id)
+  }
+  for (let i = 0; i < fields.length; i++) pos = putField(out, pos, tagOf(i + 2), fields[i]!)
+  return out
+}
+
+/** encodeFrame({ request: { id, method, payload } }), the same bytes. id is a safe integer >= 0. */
+export function encodeRequestFrame(id: number, method: string, payload: Uint8Array, maxFrameBytes: number): Buffer {
+  return callFrame(TAG_REQUEST, id, [utf8(method, true), payload], maxFrameBytes)
+}
+
+/** encodeFrame({ response: { id, errorCode, errorMessage, payload } }), the same bytes. */
+export function encodeResponseFrame(id: number, errorCode: string, errorMessage: string, payload: Uint8Array | null, maxFrameBytes: number): Buffer {
+  return callFrame(TAG_RESPONSE, id, [utf8(errorCode, false), utf8(errorMessage, false), payload ?? EMPTY], maxFrameBytes)
+}
+
 /** A decoded frame: which kind it is, and that kind's message. */
 export interface DecodedFrame extends grace.peer.Frame.$Properties {
   readonly kind?: grace.peer.Frame['kind']

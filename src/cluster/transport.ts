@@ -31,7 +31,7 @@ import type { Logger } from '../core/logger.js'
 import { RaftCodecError, RaftFrameEncoder, raftFromProto } from '../cp/node/raft-codec.js'
 import type { Message, NodeId } from '../cp/raft/types.js'
 import { grace } from '../gen/proto.js'
-import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, wireU64 } from './framing.js'
+import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, encodeRequestFrame, encodeResponseFrame, wireU64 } from './framing.js'
 import {
   MIN_SECRET_BYTES,
   NONCE_BYTES,
@@ -542,7 +542,7 @@ export class PeerTransport {
       const id = o.nextCallId++
       let bytes: Buffer
       try {
-        bytes = encodeFrame({ request: { id, method, payload } }, this.limits.maxFrameBytes)
+        bytes = encodeRequestFrame(id, method, payload, this.limits.maxFrameBytes)
       } catch (err) {
         return reject(new PeerError('TOO_LARGE', to, (err as Error).message))
       }
@@ -1044,9 +1044,9 @@ export class PeerTransport {
     if (!c.alive) return
     let bytes: Buffer
     try {
-      bytes = encodeFrame({ response: { id, errorCode, errorMessage: errorMessage.slice(0, MAX_ERROR_MESSAGE_CHARS), payload } }, this.limits.maxFrameBytes)
+      bytes = encodeResponseFrame(id, errorCode, errorMessage.slice(0, MAX_ERROR_MESSAGE_CHARS), payload, this.limits.maxFrameBytes)
     } catch (err) {
-      bytes = encodeFrame({ response: { id, errorCode: 'INTERNAL', errorMessage: `answer not sent: ${(err as Error).message}` } }, this.limits.maxFrameBytes)
+      bytes = encodeResponseFrame(id, 'INTERNAL', `answer not sent: ${(err as Error).message}`, null, this.limits.maxFrameBytes)
     }
     this.answer(c, bytes)
   }

@@ -2,7 +2,7 @@
 // prefix is refused before any of the body is buffered.
 
 import t from 'tap'
-import { FrameDecoder, FramingError, decodeFrame, encodeFrame, wireU64 } from '../../../src/cluster/framing.js'
+import { FrameDecoder, FramingError, decodeFrame, encodeFrame, encodeRequestFrame, encodeResponseFrame, wireU64 } from '../../../src/cluster/framing.js'
 import { ackMac, confirmMac, macEquals } from '../../../src/cluster/handshake.js'
 import { grace } from '../../../src/gen/proto.js'
 
@@ -133,6 +133,27 @@ t.test('frames decode as protobufjs decodes them, by the short path or by Frame.
   // A length that runs past the body, or a message that is not one, is a FramingError.
   t.throws(() => decodeFrame(Buffer.from([0x32, 0x05, 0x08])), FramingError)
   t.throws(() => decodeFrame(Buffer.from([0x32, 0x02, 0x12, 0x05])), FramingError)
+  t.end()
+})
+
+t.test('Request and Response frames written by hand are the bytes protobufjs writes', (t) => {
+  const ids = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER]
+  const payloads = [Buffer.alloc(0), Buffer.from('client-1'), Buffer.alloc(200, 1), Buffer.alloc(20_000, 2)]
+  const same = (ours: Buffer, frame: grace.peer.Frame.$Properties, what: string) => t.same([...ours], [...encodeFrame(frame, 1 << 20)], what)
+  for (const id of ids) {
+    for (const payload of payloads) {
+      for (const method of ['', 'naming.beat', 'distro.sync', 'méthode']) {
+        same(encodeRequestFrame(id, method, payload, 1 << 20), { request: { id, method, payload } }, `request ${id} ${method} ${payload.length}`)
+      }
+      // A view into a larger buffer, as payloads often are.
+      const view = Buffer.concat([Buffer.from('xx'), payload]).subarray(2)
+      same(encodeRequestFrame(id, 'm', view, 1 << 20), { request: { id, method: 'm', payload } }, 'a view of a payload')
+      same(encodeResponseFrame(id, '', '', payload, 1 << 20), { response: { id, errorCode: '', errorMessage: '', payload } }, `answer ${id} ${payload.length}`)
+    }
+    same(encodeResponseFrame(id, 'UNAVAILABLE', 'still loading: ünïcode', null, 1 << 20), { response: { id, errorCode: 'UNAVAILABLE', errorMessage: 'still loading: ünïcode' } }, `error ${id}`)
+  }
+  t.throws(() => encodeRequestFrame(1, 'x', Buffer.alloc(2000), 1000), FramingError, 'the limit holds')
+  t.throws(() => encodeResponseFrame(1, '', '', Buffer.alloc(2000), 1000), FramingError)
   t.end()
 })
 
