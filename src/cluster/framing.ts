@@ -22,27 +22,13 @@ export function encodeFrame(frame: grace.peer.Frame.$Properties, maxFrameBytes: 
   w.fixed32(0)
   const out = grace.peer.Frame.encode(frame, w).finish() as Buffer
   const length = out.length - 4
-  if (length > maxFrameBytes) throw new FramingError(`frame of ${length} bytes is over the limit of ${maxFrameBytes}`)
+  checkFrameLength(length, maxFrameBytes)
   out.writeUInt32BE(length, 0)
   return out
 }
 
-/**
- * encodeFrame for a frame body already encoded, in pieces that are concatenated in order (see
- * RaftFrameEncoder): the same limit, one buffer.
- */
-export function encodeFrameParts(parts: readonly Uint8Array[], maxFrameBytes: number): Buffer {
-  let length = 0
-  for (const p of parts) length += p.length
+function checkFrameLength(length: number, maxFrameBytes: number): void {
   if (length > maxFrameBytes) throw new FramingError(`frame of ${length} bytes is over the limit of ${maxFrameBytes}`)
-  const out = Buffer.allocUnsafe(4 + length)
-  out.writeUInt32BE(length, 0)
-  let pos = 4
-  for (const p of parts) {
-    out.set(p, pos)
-    pos += p.length
-  }
-  return out
 }
 
 // ---- calls: Request and Response frames written by hand ------------------------------------
@@ -56,7 +42,10 @@ export function encodeFrameParts(parts: readonly Uint8Array[], maxFrameBytes: nu
 const TAG_REQUEST = (6 << 3) | 2
 const TAG_RESPONSE = (7 << 3) | 2
 const TAG_ID = (1 << 3) | 0
-/** Request: method 2, payload 3. Response: error_code 2, error_message 3, payload 4. */
+/**
+ * The tag of a length-delimited field. Request: method 2, payload 3. Response: error_code 2,
+ * error_message 3, payload 4.
+ */
 const tagOf = (field: number) => (field << 3) | 2
 const EMPTY = new Uint8Array(0)
 
@@ -109,7 +98,7 @@ function callFrame(frameTag: number, id: number, fields: readonly Uint8Array[], 
   let inner = id === 0 ? 0 : 1 + varintBytes(id)
   for (const f of fields) inner += fieldBytes(f.length)
   const length = 1 + varintBytes(inner) + inner
-  if (length > maxFrameBytes) throw new FramingError(`frame of ${length} bytes is over the limit of ${maxFrameBytes}`)
+  checkFrameLength(length, maxFrameBytes)
   const out = Buffer.allocUnsafe(4 + length)
   out.writeUInt32BE(length, 0)
   let pos = 4
@@ -131,6 +120,27 @@ export function encodeRequestFrame(id: number, method: string, payload: Uint8Arr
 /** encodeFrame({ response: { id, errorCode, errorMessage, payload } }), the same bytes. */
 export function encodeResponseFrame(id: number, errorCode: string, errorMessage: string, payload: Uint8Array | null, maxFrameBytes: number): Buffer {
   return callFrame(TAG_RESPONSE, id, [utf8(errorCode, false), utf8(errorMessage, false), payload ?? EMPTY], maxFrameBytes)
+}
+
+/**
+ * encodeFrame for a frame whose one field (Frame field number `field`, a message) is already
+ * encoded, in pieces concatenated in order (see RaftFrameEncoder): the same bytes, the same limit,
+ * one buffer.
+ */
+export function encodeFrameField(field: number, parts: readonly Uint8Array[], maxFrameBytes: number): Buffer {
+  let inner = 0
+  for (const p of parts) inner += p.length
+  const length = 1 + varintBytes(inner) + inner
+  checkFrameLength(length, maxFrameBytes)
+  const out = Buffer.allocUnsafe(4 + length)
+  out.writeUInt32BE(length, 0)
+  out[4] = tagOf(field)
+  let pos = putVarint(out, 5, inner)
+  for (const p of parts) {
+    out.set(p, pos)
+    pos += p.length
+  }
+  return out
 }
 
 /** A decoded frame: which kind it is, and that kind's message. */

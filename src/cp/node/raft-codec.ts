@@ -3,7 +3,7 @@
 // shape the core builds, or decoding throws RaftCodecError. The core asserts its invariants and
 // an assertion stops the process, so a peer's bad bytes must be turned away here, at the edge.
 
-import { encodeFrame, encodeFrameParts, wireU64 } from '../../cluster/framing.js'
+import { encodeFrame, encodeFrameField, wireU64 } from '../../cluster/framing.js'
 import { grace } from '../../gen/proto.js'
 import type { Entry, EntryType, Membership, Message, MessageType, NodeId, SnapshotMeta } from '../raft/types.js'
 
@@ -105,8 +105,8 @@ export function encodeRaftMessage(m: Message): Uint8Array {
 
 type Append = Extract<Message, { type: 'append' }>
 
-/** Frame field `raft` (5), length-delimited: the tag byte of a Frame that carries a RaftMessage. */
-const FRAME_RAFT_TAG = (5 << 3) | 2
+/** The Frame field that carries a RaftMessage (transport.proto). */
+const FRAME_RAFT_FIELD = 5
 
 /**
  * Encodes Raft messages as transport frame bodies (a grace.peer.Frame with `raft` set), encoding
@@ -132,7 +132,7 @@ export class RaftFrameEncoder {
     if (m.type !== 'append' || m.entries.length === 0) return encodeFrame({ raft: raftToProto(m) }, maxFrameBytes)
     const header = pb.RaftMessage.encode(appendHeader(m)).finish()
     const block = this.entriesBlock(m.entries)
-    return encodeFrameParts([frameRaftPrefix(header.length + block.length), header, block], maxFrameBytes)
+    return encodeFrameField(FRAME_RAFT_FIELD, [header, block], maxFrameBytes)
   }
 
   private entriesBlock(entries: readonly Entry[]): Uint8Array {
@@ -152,19 +152,6 @@ function appendHeader(m: Append): grace.peer.RaftMessage.$Properties {
   checkWellFormed(m.from, 'from')
   checkWellFormed(m.to, 'to')
   return { type: MESSAGE_TYPES.append, from: m.from, to: m.to, term: m.term, prevIndex: m.prevIndex, prevTerm: m.prevTerm, commit: m.commit }
-}
-
-/** The tag and length of a Frame's `raft` field holding `length` bytes. */
-function frameRaftPrefix(length: number): Uint8Array {
-  const out = [FRAME_RAFT_TAG]
-  // A varint: 7 bits a byte, lowest first, the high bit set on all but the last.
-  let n = length
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80)
-    n = Math.floor(n / 0x80)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
 }
 
 // ---- decoding ------------------------------------------------------------------------------
