@@ -34,6 +34,11 @@ export interface Cluster {
   leader(): Promise<string>
   /** Starts a new node with --join: it knows the running members and waits to be added. */
   startJoiner(id: string): Promise<{ server: ServerProcess; peerAddress: string }>
+  /**
+   * Starts a stopped node again with --join on an empty data directory and its old peer address,
+   * as an operator adds back a member that was removed and wiped. Answers that peer address.
+   */
+  startRejoiner(id: string): Promise<{ server: ServerProcess; peerAddress: string }>
 }
 
 export async function cluster(t: Test, extraArgs: string[] = []): Promise<Cluster> {
@@ -73,6 +78,15 @@ export async function cluster(t: Test, extraArgs: string[] = []): Promise<Cluste
       const server = await startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET, '--join', ...extraArgs])
       servers.set(id, server)
       return { server, peerAddress }
+    },
+    async startRejoiner(id) {
+      if (servers.has(id)) throw new Error(`${id} is running: kill it first`)
+      rmSync(join(dir, id), { recursive: true, force: true })
+      const entry = members.split(',').find((m) => m.startsWith(`${id}=`))
+      if (!entry) throw new Error(`${id} was never a member`)
+      const server = await startServer(join(dir, id), ['--node-id', id, '--members', members, '--cluster-secret', SECRET, '--join', ...extraArgs])
+      servers.set(id, server)
+      return { server, peerAddress: entry.slice(id.length + 1) }
     },
     async leader() {
       for (let i = 0; i < 100; i++) {

@@ -183,9 +183,12 @@ export class RaftNode implements ReplicatedLog {
   private broken: Error | null = null
   private readonly id: NodeId
   private readonly baseAddresses: ReadonlyMap<NodeId, string>
-  /** The membership the transport's peers were last set from. */
+  /** The membership (and leader) the transport's peers were last set from. */
   private peersFrom: Membership | null = null
   private peersUncommitted = 0
+  private peersLeader: NodeId | null = null
+  /** The latest address each node had in a configuration this node saw, for a leader outside its own. */
+  private readonly seenAddresses = new Map<NodeId, string>()
   private promoting = false
   private transferWaiters: { to: NodeId; resolve(leader: NodeId): void; reject(err: Error): void; cancelTimer: Cancel }[] = []
 
@@ -429,18 +432,33 @@ export class RaftNode implements ReplicatedLog {
    * those of the latest configuration and, while it is uncommitted, of the one before it. A
    * member being removed stays a peer until its removal commits: when it is the leader, the
    * others' answers are what commits the change.
+   *
+   * The leader is a peer even when this node's configuration does not list it. That happens to a
+   * node catching up through a log in which the leader was removed and later added back: between
+   * the two entries, this node must still answer the leader's appends, or it never receives the
+   * entry that adds the leader back (it stayed a candidate of a stale configuration for good).
    */
   private syncPeers(): void {
     if (!this.transport?.setPeers) return
     const membership = this.raft.currentMembership()
     const uncommitted = this.raft.uncommittedConfigIndex()
-    if (membership === this.peersFrom && uncommitted === this.peersUncommitted) return
+    const leader = this.raft.leaderId()
+    if (membership === this.peersFrom && uncommitted === this.peersUncommitted && leader === this.peersLeader) return
     this.peersFrom = membership
     this.peersUncommitted = uncommitted
+    this.peersLeader = leader
     // A node waiting to join has no membership yet: it listens to the nodes it was started with.
     const peers = membership.voters.length === 0 ? new Map(this.baseAddresses) : this.addressesOf(membership)
     if (uncommitted > 0) {
       for (const [id, address] of this.addressesOf(this.raft.membershipAt(uncommitted - 1))) if (!peers.has(id)) peers.set(id, address)
+    }
+    for (const [id, address] of peers) this.seenAddresses.set(id, address)
+    if (leader !== null && !peers.has(leader)) {
+      // The address this node was started with first: a node replaying an old log was started
+      // recently, and its --members is newer than the configurations it has reached so far.
+      const address = this.baseAddresses.get(leader) ?? this.seenAddresses.get(leader)
+      if (address !== undefined) peers.set(leader, address)
+      else this.logger.warn({ leader }, 'the leader is not in this node\'s configuration and its address is unknown; start this node with it in --members')
     }
     peers.delete(this.id)
     this.transport.setPeers(peers)

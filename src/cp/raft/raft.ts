@@ -355,6 +355,11 @@ export class Raft {
     return { role: this.role, leader: this.leader, term: this.term }
   }
 
+  /** The leader of the current term as far as this node knows, without softState()'s object. */
+  leaderId(): NodeId | null {
+    return this.leader
+  }
+
   /** The membership in force: the latest configuration entry in the log, committed or not. */
   currentMembership(): Membership {
     return this.membership
