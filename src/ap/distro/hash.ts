@@ -66,3 +66,55 @@ export function hashString(s: string, seed: number): number {
 export function mix32(seed: number, k: number): number {
   return fmix32(mixBlock(seed | 0, k | 0) ^ 4)
 }
+
+// ---- hashing a string given in parts -------------------------------------------------------------
+//
+// hashString of a concatenation, fed part by part without building it: a fingerprint hashes every
+// instance's key (records.ts instanceKey, seven parts) on every change on every node, and the
+// joined key was most of what a fingerprint allocated (nested strings, then a flat copy to read
+// it). The state is module-level: a hash is begun, fed and finished within one synchronous call.
+
+let partsHash = 0
+let partsLength = 0
+/** The code unit waiting for its pair, or -1. */
+let partsPending = -1
+
+export function beginParts(seed: number): void {
+  partsHash = seed | 0
+  partsLength = 0
+  partsPending = -1
+}
+
+function feedUnit(c: number): void {
+  if (partsPending < 0) partsPending = c
+  else {
+    partsHash = mixBlock(partsHash, partsPending | (c << 16))
+    partsPending = -1
+  }
+}
+
+export function feedString(s: string): void {
+  const n = s.length
+  for (let i = 0; i < n; i++) feedUnit(s.charCodeAt(i))
+  partsLength += n
+}
+
+/** Feeds the decimal digits of a non-negative integer, as String(n) would write them. */
+export function feedInteger(n: number): void {
+  if (n >= 10) feedInteger(Math.floor(n / 10))
+  feedUnit(48 + (n % 10))
+  partsLength++
+}
+
+/** hashString of everything fed since beginParts. */
+export function finishParts(): number {
+  let h = partsHash
+  if (partsPending >= 0) {
+    let k = partsPending
+    k = Math.imul(k, C1)
+    k = rotl(k, 15)
+    k = Math.imul(k, C2)
+    h ^= k
+  }
+  return fmix32(h ^ (partsLength * 2))
+}

@@ -43,7 +43,7 @@
 import { assert } from '../../core/assert.js'
 import { instanceIdOf, serviceKey, type Instance } from '../../naming/model.js'
 import { bucketHash } from './digest.js'
-import { SEED_A, SEED_B, hashString, mix32 } from './hash.js'
+import { SEED_A, SEED_B, beginParts, feedInteger, feedString, finishParts, hashString, mix32 } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
 import { isTombstone, tombstone, type ClientState, type InstanceRemoval, type NodeId, type Tombstone, type Versioned } from './types.js'
 
@@ -78,6 +78,23 @@ const SEP = '\u001f'
 /** An instance's identity within its client: its service and its address there. */
 export function instanceKey(i: Instance): string {
   return serviceKey(i) + SEP + instanceIdOf(i)
+}
+
+/** hashString(instanceKey(i), seed) without building the key. */
+export function instanceKeyHash(i: Instance, seed: number): number {
+  beginParts(seed)
+  feedString(i.namespace)
+  feedString(SEP)
+  feedString(i.group)
+  feedString(SEP)
+  feedString(i.service)
+  feedString(SEP)
+  feedString(i.cluster)
+  feedString(SEP)
+  feedString(i.ip)
+  feedString(SEP)
+  feedInteger(i.port)
+  return finishParts()
 }
 
 /** The stamp of record.instances[i]: a plain record (no stamps) wrote everything at its version. */
@@ -117,6 +134,22 @@ export function writeClient(held: Versioned | undefined, clientId: string, insta
   assert(instances.length > 0, 'a write keeps at least one instance; removing them all is a tombstone')
   const floor = held === undefined ? 0 : floorOf(held)
   const before = held === undefined || isTombstone(held) ? undefined : held
+  // The two writes of nearly every client, without the maps and sets of the general case below
+  // (a registry's clients hold one instance; these objects were a good part of a registration's
+  // garbage on the owner): a first registration, and one instance changed in place (a weight,
+  // health marked by expiry or a beat).
+  if (instances.length === 1) {
+    if (before === undefined) return { clientId, version, instances, stamps: undefined, removals: undefined, floor }
+    if (before.instances.length === 1) {
+      const was = before.instances[0]!
+      const key = instanceKey(instances[0]!)
+      if (instanceKey(was) === key) {
+        if (sameContent(was, instances[0]!)) return null
+        const removals = before.removals?.filter((r) => r.key !== key)
+        return { clientId, version, instances, stamps: undefined, removals: removals === undefined ? undefined : compactRemovals(removals), floor }
+      }
+    }
+  }
   const index = new Map<string, number>()
   if (before) for (let i = 0; i < before.instances.length; i++) index.set(instanceKey(before.instances[i]!), i)
   let changed = before === undefined || before.instances.length !== instances.length
@@ -268,7 +301,7 @@ export function fingerprint(item: Versioned): number {
   let hi = mix32(SEED_B, Math.floor(floor / TWO_32))
   const instances = isTombstone(item) ? [] : item.instances
   for (let i = 0; i < instances.length; i++) {
-    const h = hashString(instanceKey(instances[i]!), SEED_A)
+    const h = instanceKeyHash(instances[i]!, SEED_A)
     const st = stampAt(item as ClientState, i)
     lo ^= mix32(mix32(h, st >>> 0), Math.floor(st / TWO_32))
     hi ^= mix32(mix32(h ^ 0x2545f491, Math.floor(st / TWO_32)), st >>> 0)

@@ -17,14 +17,32 @@ import { Ownership, clientHash, type OwnershipChange } from './ownership.js'
 import { TombstoneSet, fingerprint, mergeClient, newestVersion } from './records.js'
 import { isTombstone, type ClientState, type NodeId, type Versioned } from './types.js'
 
+/**
+ * One per live client on every node, so its numbers are kept as small integers: a field that
+ * ever holds a number outside the 32-bit signed range (a fingerprint, an unsigned hash above
+ * 2^31) is stored by V8 as a separate heap number for every entry, three objects per client that
+ * each young-generation collection copies and each full one marks.
+ */
 interface Entry {
   record: ClientState
-  /** records.ts fingerprint(record), what the digests hold for it. */
-  fp: number
-  /** clientHash and bucketHash of the id, computed once per client. */
+  /** records.ts fingerprint(record), what the digests hold for it: high 21 bits, low 32 bits (signed). */
+  fpHi: number
+  fpLo: number
+  /** clientHash and bucketHash of the id, computed once per client, as signed 32-bit integers (hash.ts mixes them alike). */
   readonly hA: number
   readonly hB: number
   owner: NodeId | null
+}
+
+const TWO_32 = 4294967296
+
+function fpOf(e: Entry): number {
+  return e.fpHi * TWO_32 + (e.fpLo >>> 0)
+}
+
+function setFp(e: Entry, fp: number): void {
+  e.fpHi = Math.floor(fp / TWO_32)
+  e.fpLo = fp | 0
 }
 
 interface OwnerIndex {
@@ -75,7 +93,7 @@ export class Replica implements LocalView {
 
   held(clientId: string): HeldState | undefined {
     const e = this.live.get(clientId)
-    if (e) return { version: e.record.version, removed: false, fingerprint: e.fp }
+    if (e) return { version: e.record.version, removed: false, fingerprint: fpOf(e) }
     const t = this.tombs.item(clientId)
     return t === undefined ? undefined : { version: newestVersion(t), removed: true, fingerprint: fingerprint(t) }
   }
@@ -161,7 +179,7 @@ export class Replica implements LocalView {
     const scope = buckets === null ? null : new Set(buckets)
     const mask = this.buckets - 1
     const live = new Map<string, number>()
-    for (const id of this.ownedBy(this.self, scope)) live.set(id, this.live.get(id)!.fp)
+    for (const id of this.ownedBy(this.self, scope)) live.set(id, fpOf(this.live.get(id)!))
     // Tombstones carry no owner: every one in the buckets goes.
     const removed = this.tombs.inBuckets(mask, scope)
     return { owner: this.self, buckets: buckets === null ? null : buckets.slice(), live, removed }
@@ -191,16 +209,17 @@ export class Replica implements LocalView {
     const fp = fingerprint(merged)
     if (e) {
       const idx = e.owner === null ? undefined : this.owners.get(e.owner)
-      idx?.digest.remove(e.hA, e.hB, e.fp)
+      idx?.digest.remove(e.hA, e.hB, fpOf(e))
       const prev = e.record
       e.record = merged
-      e.fp = fp
+      setFp(e, fp)
       idx?.digest.add(e.hA, e.hB, fp)
       return { prev, next: merged }
     }
     this.tombs.delete(id)
-    const hA = clientHash(id)
-    const fresh: Entry = { record: merged, fp, hA, hB: bucketHash(id), owner: this.ownership.ownerOfHash(hA) }
+    const hA = clientHash(id) | 0
+    const fresh: Entry = { record: merged, fpHi: 0, fpLo: 0, hA, hB: bucketHash(id) | 0, owner: this.ownership.ownerOfHash(hA) }
+    setFp(fresh, fp)
     this.live.set(id, fresh)
     this.index(id, fresh)
     return { prev: undefined, next: merged }
@@ -258,7 +277,7 @@ export class Replica implements LocalView {
     for (const [id, e] of this.live) {
       assert(this.tombs.get(id) === undefined, `${id} is live or tombstoned, not both`)
       assert(e.owner === this.ownership.ownerOfHash(e.hA), `${id}'s owner is current`)
-      assert(e.fp === fingerprint(e.record), `${id}'s fingerprint is its record's`)
+      assert(fpOf(e) === fingerprint(e.record), `${id}'s fingerprint is its record's`)
       if (e.owner !== null) owned++
     }
     assert(indexed === owned, 'every owned client is indexed once')
@@ -275,7 +294,7 @@ export class Replica implements LocalView {
     const set = idx.byBucket[b] ?? (idx.byBucket[b] = new Set())
     set.add(id)
     idx.count++
-    idx.digest.add(e.hA, e.hB, e.fp)
+    idx.digest.add(e.hA, e.hB, fpOf(e))
   }
 
   private unindex(id: string, e: Entry): void {
@@ -287,7 +306,7 @@ export class Replica implements LocalView {
     // An emptied bucket holds no set: tens of thousands of owners' clients come and go.
     if (set.size === 0) idx.byBucket[b] = undefined
     idx.count--
-    idx.digest.remove(e.hA, e.hB, e.fp)
+    idx.digest.remove(e.hA, e.hB, fpOf(e))
   }
 }
 

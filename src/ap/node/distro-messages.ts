@@ -220,13 +220,18 @@ class ItemsReader {
       if (!inRange(version)) malformed(`the version of ${clientId} is not above its floor`)
       newest = version
     }
-    const keys = new Set<string>()
-    for (const i of instances) {
-      const k = instanceKey(i)
-      if (keys.has(k)) malformed(`client ${clientId} holds an instance twice`)
-      keys.add(k)
+    // A client of one instance and no removals (nearly every record a sync carries) has no
+    // key to compare: no key strings and no set for it.
+    let removals: InstanceRemoval[] = []
+    if (instances.length > 1 || x[5] !== 0) {
+      const keys = new Set<string>()
+      for (const i of instances) {
+        const k = instanceKey(i)
+        if (keys.has(k)) malformed(`client ${clientId} holds an instance twice`)
+        keys.add(k)
+      }
+      removals = parseRemovals(x[5], clientId, floor, version, keys)
     }
-    const removals = parseRemovals(x[5], clientId, floor, version, keys)
     for (const r of removals) newest = Math.max(newest, r.version)
     if (newest !== version) malformed(`the version of ${clientId} is not its newest stamp`)
     // Kept as records.ts writeClient keeps them: no lists that say nothing.

@@ -4,8 +4,9 @@
 
 import t from 'tap'
 import { bucketHash } from '../../../../src/ap/distro/digest.js'
+import { SEED_A, SEED_B, hashString } from '../../../../src/ap/distro/hash.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
-import { SALT_BITS, TombstoneSet, fingerprint, instanceKey, mergeClient, nextVersion, stampAt, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
+import { SALT_BITS, TombstoneSet, fingerprint, instanceKey, instanceKeyHash, mergeClient, nextVersion, stampAt, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
 import { Replica } from '../../../../src/ap/distro/replica.js'
 import { isTombstone, tombstone, type ClientState, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, mulberry32, pick, record, shuffle } from './fixtures.js'
@@ -47,6 +48,47 @@ t.test('writeClient: stamps what changed, remembers what was removed, and writes
   const afterRemoval = writeClient(tombstone('c', 20), 'c', [A], 21)!
   t.equal(afterRemoval.floor, 20, 'a client registered again after its removal keeps the removal as its floor')
   t.throws(() => writeClient(w1, 'c', [], 30), /tombstone/)
+})
+
+t.test('writeClient: a client of one instance (written without the general path\'s maps) gets the same record', async (t) => {
+  const first = writeClient(undefined, 'c', [A], 10)!
+  t.same(first, { clientId: 'c', version: 10, instances: [A], stamps: undefined, removals: undefined, floor: 0 })
+  t.equal(writeClient(first, 'c', [{ ...A }], 11), null, 'the same instance again: nothing to write')
+  const heavier = writeClient(first, 'c', [{ ...A, weight: 3 }], 12)!
+  t.same(heavier, { clientId: 'c', version: 12, instances: [{ ...A, weight: 3 }], stamps: undefined, removals: undefined, floor: 0 })
+  // A client that held two and kept one remembers the other's removal through later writes of the one left.
+  const kept = writeClient(writeClient(undefined, 'c', [A, B], 20)!, 'c', [A], 21)!
+  t.same(kept.removals, [{ key: instanceKey(B), version: 21 }])
+  const unhealthy = writeClient(kept, 'c', [{ ...A, healthy: false }], 22)!
+  t.same(unhealthy.removals, [{ key: instanceKey(B), version: 21 }], 'the removal of B stays')
+  t.equal(unhealthy.stamps, undefined)
+  t.equal(unhealthy.version, 22)
+  const moved = writeClient(unhealthy, 'c', [B], 23)!
+  t.same(moved.removals, [{ key: instanceKey(A), version: 23 }], 'another address: A removed, B\'s old removal superseded')
+  const again = writeClient(tombstone('c', 30), 'c', [A], 31)!
+  t.same(again, { clientId: 'c', version: 31, instances: [A], stamps: undefined, removals: undefined, floor: 30 }, 'registered again after a removal: the tombstone is the floor')
+})
+
+t.test('instanceKeyHash is hashString of instanceKey, without building the key', async (t) => {
+  const random = mulberry32(11)
+  const chars = ['a', 'Z', '0', '.', '-', '_', ':', 'é', '中', '\ud83d\ude00']
+  const str = (max: number) => {
+    let s = ''
+    const n = Math.floor(random() * max)
+    for (let i = 0; i < n; i++) s += pick(random, chars)
+    return s
+  }
+  for (let n = 0; n < 2000; n++) {
+    const i = { ...instance(str(12), 1 + Math.floor(random() * 65535)), namespace: str(9), group: str(9), service: str(20), cluster: str(7), ip: str(15) }
+    if (n % 7 === 0) i.port = pick(random, [1, 9, 10, 99, 100, 65535])
+    for (const seed of [SEED_A, SEED_B]) {
+      if (instanceKeyHash(i, seed) !== hashString(instanceKey(i), seed)) {
+        t.fail(`differs for ${JSON.stringify(instanceKey(i))} under seed ${seed}`)
+        return
+      }
+    }
+  }
+  t.pass('2,000 random instances, both seeds')
 })
 
 t.test('mergeClient: per instance the newest write wins; concurrent writes both survive', async (t) => {
