@@ -160,3 +160,31 @@ t.test('a batch that throws still gives its changes a revision', async (t) => {
   t.equal(notified.length, 1)
   t.equal(view.list(query()).instances.length, 1)
 })
+
+t.test('lookups by name (the last service found is kept for the next): a dropped service is not found, one made again is the new one', async (t) => {
+  let now = 1_000_000
+  const view = new NamingView(1, () => now)
+  const a = { ...SVC, service: 'a' }
+  const b = { ...SVC, service: 'b' }
+  const inst = (svc: typeof a, port: number): Instance => ({ ...svc, cluster: 'DEFAULT', ip: '10.0.0.1', port, weight: 1, enabled: true, healthy: true, ephemeral: true, metadata: {}, clientId: 'c' })
+  view.applyClientChange('c', [], [inst(a, 1)])
+  view.applyClientChange('c', [], [inst(b, 2)])
+  // Equal names in other string objects find the same service.
+  t.equal(view.get({ namespace: 'pub' + 'lic', group: 'DEFAULT_' + 'GROUP', service: 'a' }), view.get(a))
+  t.not(view.get(a), view.get(b))
+  t.equal(view.get({ ...a, group: 'other' }), undefined, 'another group: another service')
+  view.applyClientChange('c', [inst(a, 1)], [])
+  t.ok(view.get(a), 'looked up last, empty')
+  now += EMPTY_SERVICE_TTL_MS
+  t.equal(view.sweepEmpty(now), 1)
+  t.equal(view.get(a), undefined, 'dropped: not found, though it was the last one looked up')
+  view.applyClientChange('c', [], [inst(a, 3)])
+  const again = view.get(a)!
+  t.same([...again.ephemeral.values()].map((i) => i.port), [3], 'made again: the new service holds the new instance')
+  t.equal(view.list(query({ healthyOnly: false })).instances.length, 0, 'service s is untouched')
+  t.same(view.list({ ...query(), service: 'a' }).instances.map((i) => i.port), [3])
+  view.setMeta(b, { ...b, ephemeral: true, protectThreshold: 0, metadata: {} })
+  view.applyClientChange('c', [inst(b, 2)], [])
+  view.setMeta(b, undefined)
+  t.equal(view.get(b), undefined, 'deleted at once: not found')
+})
