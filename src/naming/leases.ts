@@ -16,6 +16,14 @@ import { SelfPreservation, type SelfPreservationSettings, type SelfPreservationS
 /** How often the sweep looks for overdue clients; the health answer lags a beat by at most this. */
 export const SWEEP_INTERVAL_MS = 1_000
 
+/**
+ * The most clients a sweep expires in one turn of the event loop; more wait for the next turns.
+ * A wave of clients that stopped together (a deployment, a benchmark's registrations, every
+ * silent client of a self-preservation pause that ended) expired at once held this node's event
+ * loop for the whole wave, tens of milliseconds per thousand clients, while requests waited.
+ */
+export const SWEEP_CHUNK = 256
+
 /** An instance's beat interval and timeouts: the defaults, or what its metadata overrides. */
 interface BeatTimes {
   readonly intervalMs: number
@@ -132,6 +140,8 @@ export class ClientLeases {
   private preservation: SelfPreservation | null = null
   private logger: Logger = silentLogger
   private cancelSweep: Cancel | null = null
+  /** The rest of a sweep's expiries waiting for the next turn (SWEEP_CHUNK); null when none. */
+  private cancelRest: Cancel | null = null
   /** Runs a sweep's changes to the store; the naming view makes them one change per service. */
   private applyBulk: (apply: () => void) => void = (apply) => apply()
 
@@ -222,6 +232,8 @@ export class ClientLeases {
   stop(): void {
     this.cancelSweep?.()
     this.cancelSweep = null
+    this.cancelRest?.()
+    this.cancelRest = null
   }
 
   /** Renews the client's lease; instances marked unhealthy by a missed beat are healthy again. */
@@ -252,6 +264,8 @@ export class ClientLeases {
    * expiry is held back (no majority), or self-preservation pauses it.
    */
   sweep(): void {
+    // The last sweep's expiries are still being applied: this one would find the same clients.
+    if (this.cancelRest !== null) return
     if (!this.mayExpire()) return
     const now = this.clock.now()
     const preservation = this.preservation?.enabled() ? this.preservation : null
@@ -259,7 +273,7 @@ export class ClientLeases {
     // long as the clients stay silent) builds no expired records it would throw away.
     let clients = 0
     let expiring = 0
-    const due: Lease[] = []
+    const due: string[] = []
     const ownersVersion = this.ownersVersion()
     for (const [clientId, lease] of this.leases) {
       const record = lease.record ?? this.store.get(clientId)
@@ -273,7 +287,7 @@ export class ClientLeases {
       lease.track(record)
       const silent = now - lease.last
       const changes = lease.changesAt(silent)
-      if (changes) due.push(lease)
+      if (changes) due.push(clientId)
       if (preservation && (changes || silent > lease.suspectAfter) && !this.expired.has(clientId)) expiring++
     }
     if (preservation) {
@@ -287,10 +301,25 @@ export class ClientLeases {
         return
       }
     }
-    if (due.length === 0) return
+    if (due.length > 0) this.expireDue(due, 0)
+  }
+
+  /**
+   * Expires due[from..from + SWEEP_CHUNK), then schedules the rest for the next turn. Each
+   * client is judged again as it is expired, from its lease and record now: between turns a
+   * client may have beaten or changed, been handed over, or been removed, and expiry may have
+   * been held back.
+   */
+  private expireDue(due: readonly string[], from: number): void {
+    this.cancelRest = null
+    if (!this.mayExpire()) return
+    const now = this.clock.now()
+    const end = Math.min(due.length, from + SWEEP_CHUNK)
     const changes: ClientRecord[] = []
-    for (const lease of due) {
-      const record = lease.record!
+    for (let k = from; k < end; k++) {
+      const lease = this.leases.get(due[k]!)
+      const record = lease && (lease.record ?? this.store.get(due[k]!))
+      if (!lease || !record) continue
       const next = expire(record, now - lease.last)
       if (next !== record) changes.push(next)
     }
@@ -313,7 +342,8 @@ export class ClientLeases {
         }
       }
     })
-    preservation?.recordExpired(now, expired, removed)
+    if (this.preservation?.enabled()) this.preservation.recordExpired(now, expired, removed)
+    if (end < due.length) this.cancelRest = this.clock.setTimer(0, () => this.expireDue(due, end))
   }
 
   private logTransition(transition: 'paused' | 'resumed'): void {

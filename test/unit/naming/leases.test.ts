@@ -5,7 +5,7 @@
 import t from 'tap'
 import { MemoryEphemeralStore } from '../../../src/ap/node/memory-store.js'
 import { ManualClock } from '../../../src/core/clock.js'
-import { ClientLeases, expire, unchangedRange } from '../../../src/naming/leases.js'
+import { ClientLeases, SWEEP_CHUNK, expire, unchangedRange } from '../../../src/naming/leases.js'
 import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from '../../../src/naming/model.js'
 
 function record(clientId: string, version = 1) {
@@ -193,6 +193,57 @@ t.test('a sweep applies its changes as one bulk change, so a service gets one re
   leases.sweep()
   t.same(bulks, [40, 10, 50], 'all 50 removed together at the delete timeout')
   t.equal(store.size(), 0)
+})
+
+t.test('a wave of expiries is applied SWEEP_CHUNK clients per turn, each judged again when its turn comes', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  let allowed = true
+  const leases = new ClientLeases(store, clock, () => allowed)
+  const bulks: number[] = []
+  let puts = 0
+  store.subscribe(() => puts++)
+  leases.configure({
+    applyBulk: (apply) => {
+      const before = puts
+      apply()
+      bulks.push(puts - before)
+    },
+  })
+  const n = 2 * SWEEP_CHUNK + 10
+  for (let k = 0; k < n; k++) {
+    store.put(record(`c${k}`))
+    leases.renew(`c${k}`)
+  }
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.same(bulks, [SWEEP_CHUNK], 'the first chunk at once, in the sweep\'s own turn')
+  const unhealthy = () => [...store.clients()].filter((r) => !r.instances[0]!.healthy).length
+  t.equal(unhealthy(), SWEEP_CHUNK)
+  // Before the next turn: one client of the second chunk beats, one of the third is removed.
+  const beating = `c${SWEEP_CHUNK + 1}`
+  leases.renew(beating)
+  leases.forget(`c${2 * SWEEP_CHUNK + 1}`)
+  store.remove(`c${2 * SWEEP_CHUNK + 1}`)
+  leases.sweep()
+  t.same(bulks, [SWEEP_CHUNK], 'a sweep while the last one is still applying does nothing')
+  clock.advance(0)
+  t.same(bulks, [SWEEP_CHUNK, SWEEP_CHUNK - 1, 9], 'the rest in later turns, without the client that beat or the one removed')
+  t.equal(store.get(beating)!.instances[0]!.healthy, true, 'a client that beat in between is not expired')
+  t.equal(unhealthy(), n - 2)
+
+  // Expiry held back between turns: the rest of the wave waits for a later sweep.
+  clock.advance(BEAT_DEFAULTS.removeAfterMs + 1000)
+  bulks.length = 0
+  leases.sweep()
+  t.same(bulks, [SWEEP_CHUNK])
+  allowed = false
+  clock.advance(0)
+  t.same(bulks, [SWEEP_CHUNK], 'nothing more while expiry is held back')
+  allowed = true
+  leases.sweep()
+  clock.advance(0)
+  t.equal(store.size(), 0, 'the next sweep removes the rest')
 })
 
 t.test('a sweep works from the client\'s current record: one changed since the last sweep (a shorter timeout here) is seen, never an older copy', async (t) => {
