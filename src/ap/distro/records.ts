@@ -41,7 +41,7 @@
 // Past that, verification (digest.ts) is the backstop.
 
 import { assert } from '../../core/assert.js'
-import { instanceIdOf, serviceKey, type Instance } from '../../naming/model.js'
+import { instanceIdOf, sameSlot, serviceKey, type Instance } from '../../naming/model.js'
 import { bucketHash } from './digest.js'
 import { SEED_A, SEED_B, beginParts, feedInteger, feedString, finishParts, hashString, mix32 } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
@@ -248,6 +248,12 @@ function addEntries(into: Map<string, MergeEntry>, item: Versioned, floor: numbe
 export function mergeClient(held: Versioned | undefined, incoming: Versioned): Versioned | null {
   if (held === undefined) return incoming
   assert(held.clientId === incoming.clientId, 'a merge is of one client')
+  const quick = quickMerge(held, incoming)
+  return quick !== undefined ? quick : mergeEntries(held, incoming)
+}
+
+/** mergeClient of two states by their entries: the general case (exported for tests of the quick one). */
+export function mergeEntries(held: Versioned, incoming: Versioned): Versioned | null {
   const heldFloor = floorOf(held)
   const floor = Math.max(heldFloor, floorOf(incoming))
   const entries = new Map<string, MergeEntry>()
@@ -277,6 +283,31 @@ export function mergeClient(held: Versioned | undefined, incoming: Versioned): V
   // The bound on removals can drop exactly what incoming added: then nothing changed after all.
   if (capped && isTombstone(merged) === isTombstone(held) && fingerprint(merged) === fingerprint(held)) return null
   return merged
+}
+
+/**
+ * mergeClient's answer, without its map of entries and key strings, for the syncs of nearly every
+ * client: the next write of a client of one instance (its health marked by expiry, its weight
+ * changed), or its removal; undefined for any other case. Relies on a live record's version being
+ * its newest stamp or removal and above its floor (as every writer makes it, and decoding checks).
+ */
+function quickMerge(held: Versioned, incoming: Versioned): Versioned | null | undefined {
+  if (isTombstone(held)) return undefined
+  if (isTombstone(incoming)) {
+    // Removed at or above everything held: the general merge keeps nothing held, and answers incoming.
+    return incoming.removals === undefined && incoming.version >= held.version ? incoming : undefined
+  }
+  if (held.instances.length !== 1 || incoming.instances.length !== 1 || held.removals !== undefined || incoming.removals !== undefined) return undefined
+  if (!sameSlot(held.instances[0]!, incoming.instances[0]!)) return undefined
+  const heldFloor = held.floor ?? 0
+  const incomingFloor = incoming.floor ?? 0
+  const heldStamp = stampAt(held, 0)
+  const incomingStamp = stampAt(incoming, 0)
+  // The same instance, written later, over a floor at least as high: incoming replaces held.
+  if (incomingStamp > heldStamp && incomingFloor >= heldFloor) return incoming
+  // Not newer, under a floor no higher: nothing to add.
+  if (incomingStamp <= heldStamp && incomingFloor <= heldFloor) return null
+  return undefined
 }
 
 /** The newest version a state carries: what a new write must exceed (a tombstone's removals may be above it). */

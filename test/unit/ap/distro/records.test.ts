@@ -6,7 +6,7 @@ import t from 'tap'
 import { bucketHash } from '../../../../src/ap/distro/digest.js'
 import { SEED_A, SEED_B, hashString } from '../../../../src/ap/distro/hash.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
-import { SALT_BITS, TombstoneSet, fingerprint, instanceKey, instanceKeyHash, mergeClient, nextVersion, stampAt, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
+import { SALT_BITS, TombstoneSet, fingerprint, instanceKey, instanceKeyHash, mergeClient, mergeEntries, nextVersion, stampAt, versionSalt, writeClient } from '../../../../src/ap/distro/records.js'
 import { Replica } from '../../../../src/ap/distro/replica.js'
 import { isTombstone, tombstone, type ClientState, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, mulberry32, pick, record, shuffle } from './fixtures.js'
@@ -127,6 +127,41 @@ t.test('mergeClient: removals are bounded per client, the newest kept', async (t
   t.equal(rec.removals!.length, DISTRO_LIMITS.maxRemovalsPerClient)
   t.equal(rec.removals![0]!.version, v, 'newest first')
   t.same(ports(rec), [8080])
+})
+
+t.test('property: the quick merge of one-instance clients and whole removals answers what the general merge does', async (t) => {
+  let quick = 0
+  for (let seed = 1; seed <= 500; seed++) {
+    const random = mulberry32(seed)
+    // Writers of one client of one instance (sometimes another port, sometimes removed), each from
+    // its own copy, merging others' writes now and then: the states syncs carry between them.
+    const writers: (Versioned | undefined)[] = [undefined, undefined, undefined]
+    const states: Versioned[] = []
+    let clock = 1000
+    for (let step = 0; step < 10; step++) {
+      const w = Math.floor(random() * 3)
+      if (random() < 0.4 && states.length > 0) writers[w] = m(writers[w], pick(random, states))
+      const held = writers[w]
+      const v = nextVersion(held === undefined ? undefined : held.version, (clock += Math.floor(random() * 3)), w)
+      const item =
+        random() < 0.2 ? tombstone('c', v) : writeClient(held, 'c', [{ ...instance('c', random() < 0.85 ? 8080 : 8081), weight: Math.floor(random() * 3), healthy: random() < 0.7 }], v)
+      if (item === null) continue
+      writers[w] = m(held, item)
+      states.push(item, writers[w]!)
+    }
+    for (let k = 0; k < 30; k++) {
+      const [held, incoming] = [pick(random, states), pick(random, states)]
+      const got = mergeClient(held, incoming)
+      const want = mergeEntries(held, incoming)
+      if (got === incoming || got === null) quick++
+      const same = got === null || want === null ? got === want : got === incoming ? want === incoming : sameState(got, want)
+      if (!same) {
+        t.fail(`seed ${seed}: merging ${JSON.stringify(incoming)} into ${JSON.stringify(held)} gave ${JSON.stringify(got)}, the general merge ${JSON.stringify(want)}`)
+        return
+      }
+    }
+  }
+  t.ok(quick > 5000, `${quick} of 15,000 merges answered quickly or by the general merge alike`)
 })
 
 t.test('property: the merge is a join (commutative, associative, idempotent), so deliveries converge in any order', async (t) => {
