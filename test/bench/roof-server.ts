@@ -6,11 +6,11 @@
 // event loop with autocannon, just as Grace does not.
 
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { applyServerV8Flags } from '../../src/v8-flags.js'
+import { tuneV8ForServer } from '../../src/v8-tuning.js'
 
 // The V8 settings Grace runs with (bin/grace.js), set before fastify loads as there: the roof
 // runs the same fastify, and Grace/roof should compare what the two do, not how V8 was tuned.
-applyServerV8Flags()
+tuneV8ForServer()
 const { default: Fastify } = await import('fastify')
 const { roofConfig, roofInstanceList } = await import('./fixtures.js')
 
