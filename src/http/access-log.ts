@@ -16,6 +16,10 @@ export class AccessLog {
   private readonly sink: { write(chunk: string): unknown }
   private readonly routes = new Map<string, string>()
   private readonly timer: NodeJS.Timeout
+  // Date.now() as text, kept for the millisecond it stays true: a busy server logs many lines per
+  // millisecond, and a timestamp is past the small integers V8 turns into text quickly.
+  private now = 0
+  private nowText = '0'
 
   constructor(logger: Logger) {
     // pino's own pre-serialised bindings (pid, hostname, and any the logger was given).
@@ -31,8 +35,13 @@ export class AccessLog {
       routeJson = JSON.stringify(route)
       if (this.routes.size < 1000) this.routes.set(route, routeJson)
     }
+    const now = Date.now()
+    if (now !== this.now) {
+      this.now = now
+      this.nowText = String(now)
+    }
     this.lines.push(
-      `{"level":30,"time":${Date.now()}${this.bindings},"reqId":"${reqId}","method":"${method}","route":${routeJson},"status":${status},"ms":${ms},"msg":"request"}\n`,
+      `{"level":30,"time":${this.nowText}${this.bindings},"reqId":"${reqId}","method":"${method}","route":${routeJson},"status":${status},"ms":${ms},"msg":"request"}\n`,
     )
     if (this.lines.length >= BATCH_LINES) this.flush()
   }

@@ -14,6 +14,7 @@ interface Line {
   route: string
   status: number
   ms: number
+  time: number
 }
 
 t.test('one line per request, with route pattern, status and time', async (t) => {
@@ -21,6 +22,7 @@ t.test('one line per request, with route pattern, status and time', async (t) =>
   const logger = pino({ level: 'info' }, { write: (chunk: string) => void written.push(chunk) })
   const tn = await startTestNode({ logger })
   const secret = 'secret-service-name'
+  const before = Date.now()
   const answers = [
     await tn.call('POST', '/v1/ns/instances', { service: secret, ip: '10.0.0.1', port: 80 }),
     await tn.call('GET', `/v1/ns/instances?service=${secret}`),
@@ -30,6 +32,7 @@ t.test('one line per request, with route pattern, status and time', async (t) =>
     await tn.call('GET', '/healthz', undefined, { accept: 'text/html' }), // 406 from the route wrapper
   ]
   t.same(answers.map((a) => a.statusCode), [200, 200, 400, 404, 409, 406])
+  const after = Date.now()
   await tn.close() // flushes the batched lines
 
   const lines = written.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line).filter((l) => l.msg === 'request')
@@ -47,6 +50,7 @@ t.test('one line per request, with route pattern, status and time', async (t) =>
   )
   t.ok(lines.every((l) => l.level === 30 && typeof l.ms === 'number' && l.ms >= 0 && l.reqId !== ''), 'level info, a time and a request id')
   t.equal(new Set(lines.map((l) => l.reqId)).size, lines.length, 'request ids are distinct')
+  t.ok(lines.every((l, i) => l.time >= before && l.time <= after && (i === 0 || l.time >= lines[i - 1]!.time)), 'each line has the time it was written, in order')
   t.notOk(written.join('').includes(secret), 'no names from the query string or body')
 })
 
