@@ -113,6 +113,12 @@ class Lease {
    * (-1: not yet). Ownership moves only when the members do, so the sweep asks again only then.
    */
   ownedUnder = -1
+  /**
+   * The client took its first expiry step (its instances marked unhealthy) since its last beat:
+   * self-preservation counts a client once per silence. A field, not a set of client ids: the
+   * sweep reads it for every silent client each second, and every beat clears it.
+   */
+  expiredStep = false
 
   constructor(public last: number) {}
 
@@ -135,8 +141,6 @@ class Lease {
 export class ClientLeases {
   /** The leases of the owned clients, with their last beat. */
   private readonly leases = new Map<string, Lease>()
-  /** Owned clients that took their first expiry step since their last beat. */
-  private readonly expired = new Set<string>()
   private preservation: SelfPreservation | null = null
   private logger: Logger = silentLogger
   private cancelSweep: Cancel | null = null
@@ -215,10 +219,7 @@ export class ClientLeases {
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
-    for (const id of clientIds) {
-      this.leases.delete(id)
-      this.expired.delete(id)
-    }
+    for (const id of clientIds) this.leases.delete(id)
   }
 
   start(): void {
@@ -240,9 +241,10 @@ export class ClientLeases {
   renew(clientId: string): void {
     const now = this.clock.now()
     const lease = this.leases.get(clientId)
-    if (lease) lease.last = now
-    else this.leases.set(clientId, new Lease(now))
-    this.expired.delete(clientId)
+    if (lease) {
+      lease.last = now
+      lease.expiredStep = false
+    } else this.leases.set(clientId, new Lease(now))
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
       this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : withHealth(i, true))) })
@@ -256,7 +258,6 @@ export class ClientLeases {
 
   forget(clientId: string): void {
     this.leases.delete(clientId)
-    this.expired.delete(clientId)
   }
 
   /**
@@ -279,7 +280,6 @@ export class ClientLeases {
       const record = lease.record ?? this.store.get(clientId)
       if (!record || (lease.ownedUnder !== ownersVersion && !this.owns(clientId))) {
         this.leases.delete(clientId)
-        this.expired.delete(clientId)
         continue
       }
       lease.ownedUnder = ownersVersion
@@ -288,7 +288,7 @@ export class ClientLeases {
       const silent = now - lease.last
       const changes = lease.changesAt(silent)
       if (changes) due.push(clientId)
-      if (preservation && (changes || silent > lease.suspectAfter) && !this.expired.has(clientId)) expiring++
+      if (preservation && (changes || silent > lease.suspectAfter) && !lease.expiredStep) expiring++
     }
     if (preservation) {
       const { allowed, transition } = preservation.decide(now, clients, expiring)
@@ -315,29 +315,26 @@ export class ClientLeases {
     if (!this.mayExpire()) return
     const now = this.clock.now()
     const end = Math.min(due.length, from + SWEEP_CHUNK)
-    const changes: ClientRecord[] = []
+    const changes: { lease: Lease; next: ClientRecord }[] = []
     for (let k = from; k < end; k++) {
       const lease = this.leases.get(due[k]!)
       const record = lease && (lease.record ?? this.store.get(due[k]!))
       if (!lease || !record) continue
       const next = expire(record, now - lease.last)
-      if (next !== record) changes.push(next)
+      if (next !== record) changes.push({ lease, next })
     }
     let expired = 0
     let removed = 0
     this.applyBulk(() => {
-      for (const next of changes) {
-        const clientId = next.clientId
+      for (const { lease, next } of changes) {
+        // Removed at its first expiry step (no unhealthy step before) counts as an expiry too.
+        if (!lease.expiredStep) expired++
+        lease.expiredStep = true
         if (next.instances.length === 0) {
-          this.store.remove(clientId)
-          this.leases.delete(clientId)
-          // Removed at its first expiry step (no unhealthy step before) counts as an expiry too.
-          if (!this.expired.delete(clientId)) expired++
+          this.store.remove(next.clientId)
+          this.leases.delete(next.clientId)
           removed++
         } else {
-          const before = this.expired.size
-          this.expired.add(clientId)
-          if (this.expired.size > before) expired++
           this.store.put(next)
         }
       }
