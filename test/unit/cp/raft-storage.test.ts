@@ -139,3 +139,38 @@ t.test('writeBatch writes atomically, on the fast path and through batch() alike
   await t.rejects(writeBatch(db, [{ type: 'put', key: 'x/5', value: 'five' }], true), { code: 'LEVEL_DATABASE_NOT_OPEN' }, 'a closed database fails as batch() does')
   await db.open()
 })
+
+t.test('writeBatch hands the ops to the store one call each (its chained batch), not as an array of op objects', async (t) => {
+  const db = await setup(t)
+  const store = db as unknown as { _batch: (...args: unknown[]) => unknown; _chainedBatch: () => Record<string, (...args: unknown[]) => unknown> }
+  const calls: string[] = []
+  const ownBatch = store._batch
+  store._batch = (...args) => {
+    calls.push('_batch')
+    return ownBatch.apply(db, args)
+  }
+  const ownChained = store._chainedBatch
+  store._chainedBatch = () => {
+    const batch = ownChained.call(db)
+    for (const method of ['_put', '_del', '_write']) {
+      const own = batch[method]!
+      batch[method] = (...args: unknown[]) => {
+        calls.push(method)
+        return own.apply(batch, args)
+      }
+    }
+    return batch
+  }
+  t.teardown(() => {
+    store._batch = ownBatch
+    store._chainedBatch = ownChained
+  })
+  await db.put('y/0', 'gone')
+  await writeBatch(db, [
+    { type: 'put', key: 'y/1', value: 'one' },
+    { type: 'del', key: 'y/0' },
+    { type: 'put', key: 'y/2', value: 'ünï 🙂' },
+  ], true)
+  t.same(calls, ['_put', '_del', '_put', '_write'])
+  t.same(await db.iterator(prefixRange('y/')).all(), [['y/1', 'one'], ['y/2', 'ünï 🙂']])
+})
