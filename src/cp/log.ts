@@ -18,6 +18,14 @@ export interface LogEntry {
    */
   readonly ts: number
   readonly command: CpCommand
+  /**
+   * The command exactly as JSON.stringify wrote it at the proposer, when the log has that text
+   * (the Raft driver always does); parsing it gives `command`. A state machine that stores part
+   * of a command as JSON may slice it from here instead of serializing it again: the text of a
+   * value JSON.stringify wrote is what JSON.stringify writes for its parse, so the stored bytes
+   * are the same, on every replica and every replay.
+   */
+  readonly commandJson?: string
 }
 
 /**

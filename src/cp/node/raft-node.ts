@@ -717,7 +717,8 @@ export class RaftNode implements ReplicatedLog {
     if (this.queued.length > 0) this.again = true
     let first: number
     try {
-      first = this.raft.propose(batch.map((q) => JSON.stringify({ ts: this.clock.now(), command: q.command })))
+      const ts = this.clock.now()
+      first = this.raft.propose(batch.map((q) => entryData(ts, q.command)))
     } catch (err) {
       for (const q of batch) q.reject(toGraceError(err))
       return
@@ -1037,7 +1038,7 @@ export class RaftNode implements ReplicatedLog {
       let ok = true
       if (e.type === 'normal') {
         const { ts, command } = JSON.parse(e.data) as { ts: number; command: CpCommand }
-        const entry: LogEntry = { index: e.index, ts, command }
+        const entry: LogEntry = { index: e.index, ts, command, commandJson: commandJsonOf(e.data) }
         const mark = ops.length
         try {
           value = this.sm.apply(entry, ops)
@@ -1142,6 +1143,23 @@ async function installStaged(db: Database, meta: SnapshotMeta): Promise<void> {
   ops.push({ type: 'del', key: INSTALLING_KEY })
   await flush()
   await db.clear(prefixRange(STAGE_PREFIX))
+}
+
+/** A normal entry's data: the command and the proposer's clock, as JSON, `ts` first (commandJsonOf). */
+function entryData(ts: number, command: CpCommand): string {
+  return JSON.stringify({ ts, command })
+}
+
+const COMMAND_FIELD = ',"command":'
+
+/**
+ * The command's JSON text inside data entryData made: what follows `{"ts":<number>,"command":`,
+ * less the closing brace. A number's text holds no `,"`, so the first COMMAND_FIELD is the key.
+ */
+function commandJsonOf(data: string): string | undefined {
+  const at = data.indexOf(COMMAND_FIELD)
+  if (at < 0 || !data.startsWith('{"ts":') || !data.endsWith('}')) return undefined
+  return data.slice(at + COMMAND_FIELD.length, -1)
 }
 
 function unavailable(message: string): GraceError {

@@ -18,6 +18,8 @@ import { type BatchOp, type Database, PREFIX, openDatabase, prefixRange } from '
 class KvMachine implements StateMachine {
   readonly data = new Map<string, string>()
   readonly applied: number[] = []
+  /** Each applied entry's commandJson. */
+  readonly texts: (string | undefined)[] = []
   constructor(private readonly db: Database) {}
   async load(): Promise<void> {
     this.data.clear()
@@ -29,6 +31,7 @@ class KvMachine implements StateMachine {
     ops.push({ type: 'put', key: `kv/${cmd.key}`, value: cmd.value! })
     this.data.set(cmd.key!, cmd.value!)
     this.applied.push(entry.index)
+    this.texts.push(entry.commandJson)
     return { index: entry.index }
   }
 }
@@ -111,6 +114,19 @@ t.test('a proposal resolves with the result after it is stored, and is applied o
   t.same(sm.applied, [result.index])
   t.match(node.status(), { commitIndex: result.index, appliedIndex: result.index, term: 1 })
   t.match(JSON.parse((await s.db().get(HARD_STATE_KEY))!), { term: 1, vote: 'n1' })
+})
+
+t.test("the state machine is given each command's JSON text, as proposed and as replayed", async (t) => {
+  const s = await setup(t)
+  const { sm, node } = await s.open()
+  const commands = [put('a', 'ü "quoted" {braces},"command":'), put('b', '2')]
+  for (const c of commands) await node.propose(c)
+  t.same(sm.texts, commands.map((c) => JSON.stringify(c)))
+  t.same(sm.texts.map((text) => JSON.parse(text!)), commands)
+  // A crash before the last applied state was stored: its entries replay from the log, same text.
+  const again = await s.crash()
+  t.ok(again.sm.texts.length > 0, 'something was replayed')
+  t.same(again.sm.texts, sm.texts.slice(-again.sm.texts.length))
 })
 
 t.test('group commit: concurrent proposals share fsyncs, and keep their order', async (t) => {
