@@ -50,7 +50,7 @@ const tagOf = (field: number) => (field << 3) | 2
 const EMPTY = new Uint8Array(0)
 
 /** Bytes of a varint holding v (0 <= v < 2^53). */
-function varintBytes(v: number): number {
+export function varintBytes(v: number): number {
   let n = 1
   while (v >= 128) {
     v = Math.floor(v / 128)
@@ -59,7 +59,8 @@ function varintBytes(v: number): number {
   return n
 }
 
-function putVarint(out: Buffer, pos: number, v: number): number {
+/** Writes v (0 <= v < 2^53) as a varint at pos; answers the position after it. */
+export function putVarint(out: Buffer, pos: number, v: number): number {
   while (v >= 128) {
     out[pos++] = (v % 128) | 128
     v = Math.floor(v / 128)

@@ -3,7 +3,7 @@
 // shape the core builds, or decoding throws RaftCodecError. The core asserts its invariants and
 // an assertion stops the process, so a peer's bad bytes must be turned away here, at the edge.
 
-import { encodeFrame, encodeFrameField, wireU64 } from '../../cluster/framing.js'
+import { encodeFrame, encodeFrameField, putVarint, varintBytes, wireU64 } from '../../cluster/framing.js'
 import { grace } from '../../gen/proto.js'
 import type { Entry, EntryType, Membership, Message, MessageType, NodeId, SnapshotMeta } from '../raft/types.js'
 
@@ -140,11 +140,71 @@ export class RaftFrameEncoder {
     const last = entries[entries.length - 1]!
     const cached = this.last
     if (cached && cached.first === first && cached.last === last && cached.count === entries.length) return cached.block
-    const block = pb.RaftMessage.encode({ entries: entries.map(entryToProto) }).finish()
+    const block = encodeEntries(entries)
     this.entriesEncoded += entries.length
     this.last = { first, last, count: entries.length, block }
     return block
   }
+}
+
+/** RaftMessage's `entries` (11) and RaftEntry's fields (1 to 4), as tags. */
+const TAG_ENTRY = (11 << 3) | 2
+const TAG_INDEX = (1 << 3) | 0
+const TAG_TERM = (2 << 3) | 0
+const TAG_TYPE = (3 << 3) | 0
+const TAG_DATA = (4 << 3) | 2
+
+/** Bytes of a varint field holding v, left out (0) at proto3's default, as protobufjs does. */
+function varintField(v: number): number {
+  return v === 0 ? 0 : 1 + varintBytes(v)
+}
+
+/** Bytes of a RaftEntry message holding e, whose data has dataBytes bytes of UTF-8. */
+function entryBytes(e: Entry, dataBytes: number): number {
+  return varintField(e.index) + varintField(e.term) + varintField(ENTRY_TYPES[e.type]) + (dataBytes === 0 ? 0 : 1 + varintBytes(dataBytes) + dataBytes)
+}
+
+function putVarintField(out: Buffer, pos: number, tag: number, v: number): number {
+  if (v === 0) return pos
+  out[pos++] = tag
+  return putVarint(out, pos, v)
+}
+
+/**
+ * The entries' block of an append (field 11 once per entry), written by hand into one buffer of
+ * the exact size: the bytes RaftMessage.encode writes for entries.map(entryToProto), fields at
+ * their default left out (the codec test compares them). The generated encoder's writer queues
+ * an operation object per field and a state per nested message, and a LongBits per 64-bit
+ * number, a dozen objects an entry to collect: an append of 64 registrations took 0.93 µs an
+ * entry to encode that way, 0.69 this way (both in one process).
+ */
+function encodeEntries(entries: readonly Entry[]): Buffer {
+  const dataBytes: number[] = new Array(entries.length)
+  let total = 0
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    checkWellFormed(e.data, `entry ${e.index} data`)
+    const d = Buffer.byteLength(e.data, 'utf8')
+    dataBytes[i] = d
+    const inner = entryBytes(e, d)
+    total += 1 + varintBytes(inner) + inner
+  }
+  const out = Buffer.allocUnsafe(total)
+  let pos = 0
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!
+    const d = dataBytes[i]!
+    out[pos++] = TAG_ENTRY
+    pos = putVarint(out, pos, entryBytes(e, d))
+    pos = putVarintField(out, pos, TAG_INDEX, e.index)
+    pos = putVarintField(out, pos, TAG_TERM, e.term)
+    pos = putVarintField(out, pos, TAG_TYPE, ENTRY_TYPES[e.type])
+    if (d === 0) continue
+    out[pos++] = TAG_DATA
+    pos = putVarint(out, pos, d)
+    pos += out.write(e.data, pos, d, 'utf8')
+  }
+  return out
 }
 
 /** An append's fields but its entries. */

@@ -2,8 +2,8 @@
 // TypeScript shape, and bytes that are not a whole, valid message are refused, never half-read.
 
 import t from 'tap'
-import { FramingError, FrameDecoder, decodeFrame } from '../../../src/cluster/framing.js'
-import { RaftCodecError, RaftFrameEncoder, decodeRaftMessage, encodeRaftMessage, raftFromProto } from '../../../src/cp/node/raft-codec.js'
+import { FramingError, FrameDecoder, decodeFrame, encodeFrameField } from '../../../src/cluster/framing.js'
+import { RaftCodecError, RaftFrameEncoder, decodeRaftMessage, encodeRaftMessage, raftFromProto, raftToProto } from '../../../src/cp/node/raft-codec.js'
 import type { Message } from '../../../src/cp/raft/types.js'
 import { grace } from '../../../src/gen/proto.js'
 
@@ -99,6 +99,24 @@ t.test("an append's entries are encoded once for the followers that are sent the
   t.end()
 })
 
+t.test("an append's entries are the bytes protobufjs writes for them", (t) => {
+  const entries = [
+    ...(ALL[7] as Extract<Message, { type: 'append' }>).entries,
+    { index: 2 ** 53 - 1, term: 2 ** 53 - 1, type: 'normal' as const, data: 'ü'.repeat(70_000) },
+    { index: 128, term: 127, type: 'normal' as const, data: 'x'.repeat(127) },
+  ]
+  for (let n = 1; n <= entries.length; n++) {
+    const m: Message = { type: 'append', from: 'n1', to: 'n2', term: 9, prevIndex: 120, prevTerm: 8, entries: entries.slice(0, n), commit: 119 }
+    const bytes = new RaftFrameEncoder().encode(m, 1 << 20)
+    // The encoder writes the other fields first, then the entries (a decoder reads them the same).
+    const { entries: protoEntries, ...header } = raftToProto(m)
+    const pb = grace.peer.RaftMessage
+    const expected = encodeFrameField(5, [pb.encode(header).finish(), pb.encode({ entries: protoEntries }).finish()], 1 << 20)
+    t.same(bytes, expected, `${n} entries`)
+  }
+  t.end()
+})
+
 t.test('a frame over the limit is refused whole', (t) => {
   const m = ALL[7]!
   const length = new RaftFrameEncoder().encode(m, 1 << 20).length - 4
@@ -180,5 +198,6 @@ t.test('random bytes either throw RaftCodecError or decode to a whole message', 
 t.test('a lone surrogate is refused at encode time, where the bug is', (t) => {
   const m: Message = { type: 'append', from: 'a', to: 'b', term: 1, prevIndex: 0, prevTerm: 0, commit: 0, entries: [{ index: 1, term: 1, type: 'normal', data: 'x\ud800y' }] }
   t.throws(() => encodeRaftMessage(m), RaftCodecError)
+  t.throws(() => new RaftFrameEncoder().encode(m, 1 << 20), RaftCodecError, 'in a frame too')
   t.end()
 })
