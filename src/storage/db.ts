@@ -20,8 +20,21 @@ export const PREFIX = {
   snapshotStage: 'snap/',
 } as const
 
+/**
+ * LevelDB's write buffer (its memtable), 32 MiB where LevelDB's default is 4. The Raft log is
+ * written a segment per round and deleted a compaction interval later (--snapshot-every plus
+ * --snapshot-retain entries: about 9 MB of registrations at the defaults). A memtable that holds
+ * that much flushes a segment and its deletion mostly into the same level-0 table, and both go
+ * at its first compaction; with 4 MiB the segments went down to level 1 and were compacted again
+ * before their deletions caught up. The CP write pattern replayed on LevelDB alone (200,000
+ * registrations in rounds of 64, process CPU of all threads; see the commit message): 39 MB of compaction reads and writes with 4 MiB, 9 MB with 32, and about
+ * 17.7 -> 12.4 µs of CPU per registration. The cost is memory (up to two memtables, while one is
+ * flushed) and a longer write-ahead log to replay when a node restarts.
+ */
+export const WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+
 export async function openDatabase(dir: string): Promise<Database> {
-  const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  const db = new Level<string, string>(dir, { keyEncoding: 'utf8', valueEncoding: 'utf8', writeBufferSize: WRITE_BUFFER_BYTES })
   await db.open({ createIfMissing: true })
   return db
 }

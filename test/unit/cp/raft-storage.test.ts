@@ -3,13 +3,13 @@
 // made before segments (one JSON entry per key) still load. And writeBatch, the log's fast path
 // into LevelDB.
 
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import { LogSegments, SNAPSHOT_KEY, decodeSegment, encodeSegment, entryKey, loadRaftState } from '../../../src/cp/node/raft-storage.js'
 import type { Entry } from '../../../src/cp/raft/types.js'
-import { type BatchOp, type Database, PREFIX, openDatabase, prefixRange, writeBatch } from '../../../src/storage/db.js'
+import { type BatchOp, type Database, PREFIX, WRITE_BUFFER_BYTES, openDatabase, prefixRange, writeBatch } from '../../../src/storage/db.js'
 
 async function setup(t: Test): Promise<Database> {
   const dir = mkdtempSync(join(tmpdir(), 'grace-raft-storage-'))
@@ -173,4 +173,21 @@ t.test('writeBatch hands the ops to the store one call each (its chained batch),
   ], true)
   t.same(calls, ['_put', '_del', '_put', '_write'])
   t.same(await db.iterator(prefixRange('y/')).all(), [['y/1', 'one'], ['y/2', 'ünï 🙂']])
+})
+
+t.test('the database keeps 12 MiB of writes in its write buffer: no table file until 32 MiB', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'grace-raft-storage-'))
+  const db = await openDatabase(dir)
+  t.teardown(async () => {
+    await db.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  t.equal(WRITE_BUFFER_BYTES, 32 * 1024 * 1024)
+  const value = 'v'.repeat(10 * 1024)
+  for (let round = 0; round < 12; round++) {
+    // With LevelDB's 4 MiB default, the third megabyte-sized round on would wait for a flush to a table.
+    await writeBatch(db, Array.from({ length: 100 }, (_, i) => ({ type: 'put' as const, key: `z/${round}/${i}`, value })), false)
+  }
+  t.same(readdirSync(dir).filter((name) => name.endsWith('.ldb') || name.endsWith('.sst')), [], 'no table file')
+  t.equal(await db.get('z/11/99'), value)
 })
