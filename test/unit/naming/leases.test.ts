@@ -157,10 +157,8 @@ t.test('a sweep that self-preservation pauses expires nothing, and the clients e
   t.equal([...Array(20).keys()].filter((k) => !store.get(`c${k}`)!.instances[0]!.healthy).length, 9, 'nine of twenty silent: within the share, marked unhealthy')
 })
 
-t.test('a sweep applies its changes as one bulk change, so a service gets one revision per sweep, not one per client', async (t) => {
-  const clock = new ManualClock()
-  const store = new MemoryEphemeralStore()
-  const leases = new ClientLeases(store, clock)
+/** Has the sweep's bulk changes counted: how many store changes each bulk held, in order. */
+function recordBulks(store: MemoryEphemeralStore, leases: ClientLeases): number[] {
   const bulks: number[] = []
   let puts = 0
   store.subscribe(() => puts++)
@@ -171,6 +169,14 @@ t.test('a sweep applies its changes as one bulk change, so a service gets one re
       bulks.push(puts - before)
     },
   })
+  return bulks
+}
+
+t.test('a sweep applies its changes as one bulk change, so a service gets one revision per sweep, not one per client', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  const bulks = recordBulks(store, leases)
   const withOverride = (clientId: string, ms: string) => {
     const r = record(clientId)
     return { ...r, instances: [{ ...r.instances[0]!, port: 81, metadata: { [BEAT_METADATA.unhealthyAfterMs]: ms } }] }
@@ -200,16 +206,7 @@ t.test('a wave of expiries is applied SWEEP_CHUNK clients per turn, each judged 
   const store = new MemoryEphemeralStore()
   let allowed = true
   const leases = new ClientLeases(store, clock, () => allowed)
-  const bulks: number[] = []
-  let puts = 0
-  store.subscribe(() => puts++)
-  leases.configure({
-    applyBulk: (apply) => {
-      const before = puts
-      apply()
-      bulks.push(puts - before)
-    },
-  })
+  const bulks = recordBulks(store, leases)
   const n = 2 * SWEEP_CHUNK + 10
   for (let k = 0; k < n; k++) {
     store.put(record(`c${k}`))
