@@ -3,7 +3,8 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import { METHODS, decodeItemsMessage, encodeItemsMessage, itemBytes } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, decodeItemsMessage, encodeItemsMessage, encodePage, itemBytes } from '../../../../src/ap/node/distro-messages.js'
+import { ByteWriter, ITEMS_FORMAT, KIND_RECORD, KIND_TOMBSTONE } from '../../../../src/ap/node/distro-items.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { fingerprint, instanceKey, mergeClient, writeClient } from '../../../../src/ap/distro/records.js'
 import { isTombstone, tombstone, type ClientState, type Versioned } from '../../../../src/ap/distro/types.js'
@@ -12,7 +13,61 @@ import { FakeCallError, flush, makeCluster, run, stateOf } from './fake-network.
 
 const enc = new TextEncoder()
 const json = (o: unknown) => enc.encode(JSON.stringify(o))
-const wire = (items: Versioned[]) => JSON.parse(new TextDecoder().decode(encodeItemsMessage(items))) as { s: string[]; items: unknown[] }
+
+// The items' wire form (distro-items.ts) written from a readable list form, so that a test can
+// break one thing and send it: a record is [clientId, version, floor, instances, stamps,
+// removals], a tombstone [clientId, version, removals]; an instance [namespace, group, service,
+// cluster (indices into s), ip, port, weight, flags, metadata (a list of indices)]; stamps and
+// removals 0 or a list ([key, version] each). `kind` overrides an item's kind byte.
+type ListItem = any[]
+function writeList(w: ByteWriter, s: string[], items: ListItem[], kind?: number): void {
+  w.varint(s.length)
+  for (const x of s) w.string(x)
+  w.varint(items.length)
+  const list = (x: any, each: (v: any) => void) => {
+    if (x === 0) return w.varint(0)
+    w.varint(x.length)
+    for (const v of x) each(v)
+  }
+  const removals = (x: any) => list(x, ([key, v]: [string, number]) => (w.string(key), w.f64(v)))
+  for (const it of items) {
+    w.string(it[0])
+    const tomb = it.length === 3
+    w.u8(kind ?? (tomb ? KIND_TOMBSTONE : KIND_RECORD))
+    w.f64(it[1])
+    if (tomb) {
+      removals(it[2])
+      continue
+    }
+    w.f64(it[2])
+    w.varint(it[3].length)
+    for (const i of it[3]) {
+      for (let k = 0; k < 4; k++) w.varint(i[k])
+      w.string(i[4])
+      w.varint(i[5])
+      w.f64(i[6])
+      w.u8(i[7])
+      list(i[8], (v: number) => w.varint(v))
+    }
+    list(it[4], (v: number) => w.f64(v))
+    removals(it[5])
+  }
+}
+function items(s: string[], list: ListItem[], opts: { kind?: number; tail?: number[] } = {}): Uint8Array {
+  const w = new ByteWriter(256)
+  w.u8(ITEMS_FORMAT)
+  writeList(w, s, list, opts.kind)
+  for (const b of opts.tail ?? []) w.u8(b)
+  return w.bytes()
+}
+
+t.test('the list form of the tests writes what the encoder writes', async (t) => {
+  const good = record('fresh', 5)
+  const i = good.instances[0]!
+  t.same(Buffer.from(items(['public', 'DEFAULT_GROUP', 'orders', 'DEFAULT'], [['fresh', 5, 0, [[0, 1, 2, 3, i.ip, i.port, 1, 3, []]], 0, 0]])), Buffer.from(encodeItemsMessage([good])))
+  const tomb = tombstone('gone', 9, [{ key: 'k', version: 12 }])
+  t.same(Buffer.from(items([], [['gone', 9, [['k', 12]]]])), Buffer.from(encodeItemsMessage([tomb])))
+})
 
 t.test('malformed peer messages are refused without changing state', async (t) => {
   const clock = new ManualClock()
@@ -29,54 +84,56 @@ t.test('malformed peer messages are refused without changing state', async (t) =
   const eventsBefore = c.events.get('b')!.length
 
   const good = record('fresh', 5)
-  // The wire form (distro-messages.ts): a string table, and each item a list; `bad` sends the
-  // good record with one thing broken.
-  const w = wire([good])
-  const G = w.items[0] as unknown[]
-  const bad1 = (patch: (it: any[]) => void, s: unknown[] = w.s) => {
-    const it = structuredClone(G) as any[]
+  // `bad1` sends the good record with one thing broken.
+  const S = ['public', 'DEFAULT_GROUP', 'orders', 'DEFAULT', 'k', 'v']
+  const G: ListItem = ['fresh', 5, 0, [[0, 1, 2, 3, good.instances[0]!.ip, good.instances[0]!.port, 1, 3, []]], 0, 0]
+  const bad1 = (patch: (it: any[]) => void, s: string[] = S) => {
+    const it = structuredClone(G)
     patch(it)
-    return json({ s, items: [it] })
+    return items(s, [it])
   }
-  const badName = w.s.slice()
-  badName[(G as any)[3][0][0]] = 'bad\u0001name'
+  const goodBytes = items(S, [G])
+  const badName = S.slice()
+  badName[G[3][0][0]] = 'bad\u0001name'
+  const invalidUtf8 = Buffer.from(items(['public', 'DEFAULT_GROUP', 'orders', 'DEFAULT', 'kx', 'v'], [G]))
+  invalidUtf8[invalidUtf8.indexOf('kx') + 1] = 0xff
   const bad: [string, string, Uint8Array][] = [
-    ['sync', 'not JSON', enc.encode('{"items":[')],
-    ['sync', 'invalid UTF-8', new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])],
-    ['sync', 'an array body', json([G])],
-    ['sync', 'items not a list', json({ s: w.s, items: 'x' })],
-    ['sync', 'no string table', json({ items: [G] })],
-    ['sync', 'a table entry that is not a string', json({ s: [...w.s, 7], items: [G] })],
+    ['sync', 'JSON (the form before this one)', json({ s: [], items: [] })],
+    ['sync', 'an empty payload', new Uint8Array(0)],
+    ['sync', 'another format byte', new Uint8Array([ITEMS_FORMAT + 1, 0, 0])],
+    ['sync', 'a message cut short', goodBytes.subarray(0, goodBytes.length - 3)],
+    ['sync', 'bytes after the message', items(S, [G], { tail: [0] })],
+    ['sync', 'a varint of more than 5 bytes', new Uint8Array([ITEMS_FORMAT, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01])],
+    ['sync', 'a table string that is not UTF-8', invalidUtf8],
+    ['sync', 'an unknown item kind', items(S, [G], { kind: 3 })],
     ['sync', 'a string index out of range', bad1((it) => (it[3][0][0] = 99))],
     ['sync', 'an invalid name', bad1(() => {}, badName)],
-    ['sync', 'an item that is not a list', json({ s: w.s, items: [{ ...good }] })],
-    ['sync', 'an item of the wrong length', bad1((it) => it.pop())],
-    ['sync', 'an instance of the wrong length', bad1((it) => it[3][0].push(1))],
     ['sync', 'bad flags', bad1((it) => (it[3][0][7] = 4))],
     ['sync', 'a negative version', bad1((it) => (it[1] = -1))],
     ['sync', 'a fractional version', bad1((it) => (it[1] = 1.5))],
     ['sync', 'a version past 2^53', bad1((it) => (it[1] = 2 ** 60))],
+    ['sync', 'a version that is not a number', bad1((it) => (it[1] = NaN))],
     ['sync', 'an empty client id', bad1((it) => (it[0] = ''))],
     ['sync', 'a bad port', bad1((it) => (it[3][0][5] = 70000))],
     ['sync', 'a bad ip', bad1((it) => (it[3][0][4] = 'nope'))],
-    ['sync', 'metadata not a list of pairs', bad1((it) => (it[3][0][8] = [0]))],
-    ['sync', 'a metadata key twice', bad1((it) => (it[3][0][8] = [0, 1, 0, 2]))],
+    ['sync', 'an infinite weight', bad1((it) => (it[3][0][6] = Infinity))],
+    ['sync', 'metadata not a list of pairs', bad1((it) => (it[3][0][8] = [4]))],
+    ['sync', 'a metadata key twice', bad1((it) => (it[3][0][8] = [4, 5, 4, 5]))],
     // Atomic: a valid first item must not be applied when a later one is bad.
-    ['sync', 'a good item then a bad one', json({ s: w.s, items: [G, ['m1', 'soon', 0, [], 0, 0]] })],
-    ['sync', 'a client twice', json({ s: w.s, items: [G, G] })],
-    ['push', 'a tombstone with removals that are not a list', json({ s: [], items: [['m1', 2 ** 50, 'x']] })],
+    ['sync', 'a good item then a bad one', items(S, [G, ['m1', 7, 0, [], 0, 0]])],
+    ['sync', 'a client twice', items(S, [G, G])],
     ['sync', 'a record with no instances', bad1((it) => (it[3] = []))],
     ['sync', 'an instance twice', bad1((it) => (it[3] = [it[3][0], it[3][0]]))],
-    ['sync', 'a stamp per instance missing', bad1((it) => (it[4] = []))],
+    ['sync', 'a stamp per instance missing', bad1((it) => (it[3] = [it[3][0], [...it[3][0].slice(0, 5), 9090, ...it[3][0].slice(6)]]) && (it[4] = [5]))],
     ['sync', 'a stamp above the version', bad1((it) => (it[4] = [6]))],
     ['sync', 'a version above every stamp', bad1((it) => (it[4] = [4]))],
     ['sync', 'a stamp at the floor', bad1((it) => ((it[4] = [5]), (it[2] = 5)))],
     ['sync', 'a removal above the version', bad1((it) => ((it[4] = [5]), (it[5] = [['k', 6]])))],
     ['sync', 'a removal of a held instance', bad1((it) => ((it[4] = [4]), (it[5] = [[instanceKey(good.instances[0]!), 5]])))],
     ['sync', 'removals not newest first', bad1((it) => ((it[4] = [3]), (it[5] = [['k1', 4], ['k2', 5]])))],
-    ['sync', 'a removal that is not a pair', bad1((it) => ((it[4] = [5]), (it[5] = [['k']])))],
+    ['sync', 'a removal with an empty key', bad1((it) => ((it[4] = [4]), (it[5] = [['', 5]])))],
     ['sync', 'too many removals', bad1((it) => ((it[4] = [5]), (it[5] = Array.from({ length: DISTRO_LIMITS.maxRemovalsPerClient + 1 }, (_, i) => [`k${i}`, 4]))))],
-    ['push', 'a tombstone removal at its floor', json({ s: [], items: [['m1', 2 ** 50, [['k', 2 ** 50]]]] })],
+    ['push', 'a tombstone removal at its floor', items([], [['m1', 2 ** 50, [['k', 2 ** 50]]]])],
     ['verify', 'a summary for another owner', json({ owner: 'a', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
     ['verify', 'another bucket count', json({ owner: 'raw-x', buckets: 16, counts: new Array(16).fill(0), fps: new Array(32).fill(0) })],
     ['exact', 'no buckets', json({ buckets: [] })],
@@ -138,7 +195,8 @@ t.test('malformed answers from an owner fail the repair and change nothing', asy
   let pulls = 0
   evil.onCall(METHODS.pull, async () => {
     pulls++
-    return json({ s: [], items: [['e-new', 2 ** 52, 0, 'lots', 0, 0]], next: 1 })
+    // A record whose port is out of range.
+    return encodePage([{ clientId: 'e-new', version: 2 ** 52, instances: [{ ...instance('e-new', 1), port: 70000 }] }], 1)
   })
   evil.onCall(METHODS.push, async () => json({ accepted: 0 }))
   // evil claims to own nothing, so a sees every one of evil's clients as differing.
