@@ -5,7 +5,8 @@
 import t from 'tap'
 import { MemoryEphemeralStore } from '../../../src/ap/node/memory-store.js'
 import { ManualClock } from '../../../src/core/clock.js'
-import { ClientLeases, SWEEP_CHUNK, expire, unchangedRange } from '../../../src/naming/leases.js'
+import { ClientLeases, SCAN_CHUNK, SWEEP_CHUNK, expire, unchangedRange } from '../../../src/naming/leases.js'
+import { SELF_PRESERVATION_DEFAULTS } from '../../../src/naming/self-preservation.js'
 import { BEAT_DEFAULTS, BEAT_METADATA, type Instance } from '../../../src/naming/model.js'
 
 function record(clientId: string, version = 1) {
@@ -241,6 +242,62 @@ t.test('a wave of expiries is applied SWEEP_CHUNK clients per turn, each judged 
   leases.sweep()
   clock.advance(0)
   t.equal(store.size(), 0, 'the next sweep removes the rest')
+})
+
+t.test('a sweep scans SCAN_CHUNK leases per turn and decides once it has read them all', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  let allowed = true
+  const leases = new ClientLeases(store, clock, () => allowed)
+  const bulks = recordBulks(store, leases)
+  const n = 2 * SCAN_CHUNK + 10
+  for (let k = 0; k < n; k++) {
+    store.put(record(`c${k}`))
+    leases.renew(`c${k}`)
+  }
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.same(bulks, [], 'nothing expires in the sweep\'s own turn: the scan has read only its first chunk')
+  // Between turns: a client the scan has passed beats; one it has not reached yet is removed.
+  leases.renew('c0')
+  leases.forget(`c${n - 1}`)
+  store.remove(`c${n - 1}`)
+  leases.sweep()
+  clock.advance(0)
+  const unhealthy = [...store.clients()].filter((r) => !r.instances[0]!.healthy).map((r) => r.clientId)
+  t.equal(unhealthy.length, n - 2, 'every other client expired once the scan ended (a second sweep meanwhile added nothing)')
+  t.notOk(unhealthy.includes('c0'), 'judged again when expired: the client that beat is not')
+  t.equal(bulks.length, Math.ceil((n - 2) / SWEEP_CHUNK), 'in chunks of SWEEP_CHUNK')
+
+  // Expiry held back while the scan goes on: its end expires nothing.
+  clock.advance(BEAT_DEFAULTS.removeAfterMs + 1000)
+  bulks.length = 0
+  leases.sweep()
+  allowed = false
+  clock.advance(0)
+  t.same(bulks, [], 'nothing while expiry is held back')
+  t.equal(store.size(), n - 1)
+})
+
+t.test('self-preservation decides on the counts of the whole scan, over all its turns', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  leases.configure({ selfPreservation: SELF_PRESERVATION_DEFAULTS })
+  const n = 3 * SCAN_CHUNK
+  for (let k = 0; k < n; k++) {
+    store.put(record(`c${k}`))
+    leases.renew(`c${k}`)
+  }
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.equal(leases.selfPreservation()!.clients, 0, 'no decision before the scan ends')
+  clock.advance(0)
+  const status = leases.selfPreservation()!
+  t.ok(status.active, 'every client went silent at once: expiry paused')
+  t.equal(status.clients, n, 'every lease counted')
+  t.equal(status.expiring, n)
+  t.ok([...store.clients()].every((r) => r.instances[0]!.healthy), 'nothing expired')
 })
 
 t.test('a sweep works from the client\'s current record: one changed since the last sweep (a shorter timeout here) is seen, never an older copy', async (t) => {
