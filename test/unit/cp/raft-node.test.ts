@@ -469,6 +469,43 @@ t.test("the writers a commit answers go in one round with the writes that waited
   await e
 })
 
+t.test('a wait that ends on its timer lets in the writes read in the same turn of the event loop', async (t) => {
+  const { open } = await setup(t)
+  const peers = followersByHand()
+  const clock = new ManualClock()
+  const { node, sm } = await open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
+  await settle()
+  await node.propose(put('first', '0'))
+  const carrying = () => peers.appends.filter((m) => m.entries.length > 0)
+  const sent = carrying().length
+  peers.state.ack = false
+  const a = node.propose(put('a', '1'))
+  await settle()
+  clock.advance(5)
+  const b = node.propose(put('b', '2'))
+  await settle()
+  peers.ackAll()
+  await a
+  await settle()
+  t.equal(carrying().length, sent + 1, "b waits at a's commit for a's writer")
+  // The pause that ends the wait passes while the leader is busy elsewhere: its timer runs
+  // first, then the loop reads c, which came in meanwhile (here: in the same synchronous turn).
+  clock.advance(2)
+  const c = node.propose(put('c', '3'))
+  await settle()
+  t.same(
+    carrying()
+      .slice(sent + 1)
+      .map((m) => m.entries.length),
+    [2],
+    'b and c go in one round, not b alone at the timer',
+  )
+  peers.state.ack = true
+  peers.ackAll()
+  await Promise.all([b, c])
+  t.same([...sm.data.keys()], ['first', 'a', 'b', 'c'])
+})
+
 t.test('a held write goes on its own once the last batch has waited long enough', async (t) => {
   const { open } = await setup(t)
   const peers = followersByHand()
