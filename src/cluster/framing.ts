@@ -147,6 +147,12 @@ export function encodeFrameField(field: number, parts: readonly Uint8Array[], ma
 /** A decoded frame: which kind it is, and that kind's message. */
 export interface DecodedFrame extends grace.peer.Frame.$Properties {
   readonly kind?: grace.peer.Frame['kind']
+  /**
+   * A raft frame's RaftMessage, still encoded (a view of the body): the Raft codec reads it
+   * straight into a Message (decodeRaftBytes), and a bad one is dropped, not the connection.
+   * Set instead of `raft` when the frame is that one field; `raft` (Frame.decode's) otherwise.
+   */
+  readonly raftBytes?: Uint8Array
 }
 
 /**
@@ -161,7 +167,7 @@ const FRAME_FIELDS: readonly (FieldDecoder | undefined)[] = [
   (r, n) => ({ kind: 'helloAck', helloAck: grace.peer.HelloAck.decode(r, n) }),
   (r, n) => ({ kind: 'helloConfirm', helloConfirm: grace.peer.HelloConfirm.decode(r, n) }),
   (r, n) => ({ kind: 'helloReject', helloReject: grace.peer.HelloReject.decode(r, n) }),
-  (r, n) => ({ kind: 'raft', raft: grace.peer.RaftMessage.decode(r, n) }),
+  (r, n) => ({ kind: 'raft', raftBytes: r.buf.subarray(r.pos, r.pos + n) }),
   (r, n) => ({ kind: 'request', request: grace.peer.Request.decode(r, n) }),
   (r, n) => ({ kind: 'response', response: grace.peer.Response.decode(r, n) }),
   (r, n) => ({ kind: 'ping', ping: grace.peer.Ping.decode(r, n) }),

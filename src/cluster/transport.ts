@@ -28,7 +28,7 @@
 import net from 'node:net'
 import { LIMITS } from '../core/limits.js'
 import type { Logger } from '../core/logger.js'
-import { RaftCodecError, RaftFrameEncoder, raftFromProto } from '../cp/node/raft-codec.js'
+import { RaftCodecError, RaftFrameEncoder, decodeRaftBytes, raftFromProto } from '../cp/node/raft-codec.js'
 import type { Message, NodeId } from '../cp/raft/types.js'
 import { grace } from '../gen/proto.js'
 import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, encodeRequestFrame, encodeResponseFrame, wireU64 } from './framing.js'
@@ -891,7 +891,7 @@ export class PeerTransport {
     if (c.state !== 'ready') return this.inboundHandshake(c, f)
     switch (f.kind) {
       case 'raft':
-        return this.receiveRaft(c, f.raft!)
+        return this.receiveRaft(c, f)
       case 'request':
         return this.serve(c, f.request!)
       case 'ping':
@@ -980,10 +980,10 @@ export class PeerTransport {
     }
   }
 
-  private receiveRaft(c: InConn, p: grace.peer.RaftMessage.$Properties): void {
+  private receiveRaft(c: InConn, f: DecodedFrame): void {
     let m: Message
     try {
-      m = raftFromProto(p)
+      m = f.raftBytes ? decodeRaftBytes(f.raftBytes) : raftFromProto(f.raft!)
     } catch (err) {
       const reason = err instanceof RaftCodecError ? err.message : String(err)
       this.warnLimited('raft-invalid', { peer: c.peer, reason }, 'peer transport: invalid raft message, dropped')

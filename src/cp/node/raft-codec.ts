@@ -251,34 +251,64 @@ function snapshotFromProto(s: grace.peer.RaftSnapshotMeta.$Properties | null | u
 }
 
 /**
- * The Message a decoded protobuf RaftMessage stands for, with exactly the fields of its variant.
- * Throws RaftCodecError when the type is unknown, an id is empty, a number is above 2^53 - 1,
- * an entry has an unknown type, or the entries of an append do not follow prevIndex one by one.
+ * A RaftMessage's fields as read from the wire, before they are checked: a uint64 that is not a
+ * safe integer is NaN, entries and snapshot meta are checked only by the variants that carry them.
  */
-export function raftFromProto(p: grace.peer.RaftMessage.$Properties): Message {
-  const type = MESSAGE_TYPE_NAMES.get(p.type as number)
+interface RaftFields {
+  type: number
+  from: unknown
+  to: unknown
+  term: number
+  lastIndex: number
+  lastTerm: number
+  transfer: boolean
+  granted: boolean
+  prevIndex: number
+  prevTerm: number
+  commit: number
+  success: boolean
+  index: number
+  hintIndex: number
+  hintTerm: number
+  context: number
+  /** The entries, or a function that decodes them (throwing RaftCodecError). */
+  entries: () => Entry[]
+  snapshot: () => SnapshotMeta
+}
+
+function num(v: number, what: string): number {
+  if (Number.isNaN(v)) throw new RaftCodecError(`raft message: ${what} is not an integer in 0..2^53 - 1`)
+  return v
+}
+
+/**
+ * The Message a RaftMessage's fields stand for, with exactly the fields of its variant. Throws
+ * RaftCodecError when the type is unknown, an id is empty, a number is above 2^53 - 1, an entry
+ * has an unknown type, or the entries of an append do not follow prevIndex one by one.
+ */
+function buildMessage(p: RaftFields): Message {
+  const type = MESSAGE_TYPE_NAMES.get(p.type)
   if (!type) throw new RaftCodecError(p.type ? `raft message: unknown type ${p.type}` : 'raft message: type is missing')
   const from = nodeId(p.from, 'from')
   const to = nodeId(p.to, 'to')
-  const term = u64(p.term, 'term')
+  const term = num(p.term, 'term')
   switch (type) {
     case 'preVote':
-      return { type, from, to, term, lastIndex: u64(p.lastIndex, 'lastIndex'), lastTerm: u64(p.lastTerm, 'lastTerm') }
+      return { type, from, to, term, lastIndex: num(p.lastIndex, 'lastIndex'), lastTerm: num(p.lastTerm, 'lastTerm') }
     case 'vote':
-      return { type, from, to, term, lastIndex: u64(p.lastIndex, 'lastIndex'), lastTerm: u64(p.lastTerm, 'lastTerm'), transfer: p.transfer === true }
+      return { type, from, to, term, lastIndex: num(p.lastIndex, 'lastIndex'), lastTerm: num(p.lastTerm, 'lastTerm'), transfer: p.transfer }
     case 'preVoteResp':
     case 'voteResp':
-      return { type, from, to, term, granted: p.granted === true }
+      return { type, from, to, term, granted: p.granted }
     case 'append': {
-      const prevIndex = u64(p.prevIndex, 'prevIndex')
-      const list = Array.isArray(p.entries) ? p.entries : []
-      const entries = list.map(entryFromProto)
+      const prevIndex = num(p.prevIndex, 'prevIndex')
+      const entries = p.entries()
       for (let i = 0; i < entries.length; i++) {
         if (entries[i]!.index !== prevIndex + 1 + i) {
           throw new RaftCodecError(`raft message: append entry ${i} has index ${entries[i]!.index}, expected ${prevIndex + 1 + i}`)
         }
       }
-      return { type, from, to, term, prevIndex, prevTerm: u64(p.prevTerm, 'prevTerm'), entries, commit: u64(p.commit, 'commit') }
+      return { type, from, to, term, prevIndex, prevTerm: num(p.prevTerm, 'prevTerm'), entries, commit: num(p.commit, 'commit') }
     }
     case 'appendResp':
       return {
@@ -286,29 +316,271 @@ export function raftFromProto(p: grace.peer.RaftMessage.$Properties): Message {
         from,
         to,
         term,
-        success: p.success === true,
-        index: u64(p.index, 'index'),
-        hintIndex: u64(p.hintIndex, 'hintIndex'),
-        hintTerm: u64(p.hintTerm, 'hintTerm'),
+        success: p.success,
+        index: num(p.index, 'index'),
+        hintIndex: num(p.hintIndex, 'hintIndex'),
+        hintTerm: num(p.hintTerm, 'hintTerm'),
       }
     case 'heartbeat':
-      return { type, from, to, term, commit: u64(p.commit, 'commit'), context: u64(p.context, 'context') }
+      return { type, from, to, term, commit: num(p.commit, 'commit'), context: num(p.context, 'context') }
     case 'heartbeatResp':
-      return { type, from, to, term, context: u64(p.context, 'context') }
+      return { type, from, to, term, context: num(p.context, 'context') }
     case 'snapshot':
-      return { type, from, to, term, meta: snapshotFromProto(p.snapshot) }
+      return { type, from, to, term, meta: p.snapshot() }
     case 'timeoutNow':
       return { type, from, to, term }
   }
 }
 
+/** A uint64 from protobufjs (a Long, or a number) as a safe integer, or NaN. */
+function u64OrNaN(v: unknown): number {
+  const n = wireU64(v)
+  return n === null ? NaN : n
+}
+
+/** The Message a protobufjs-decoded RaftMessage stands for (see buildMessage). */
+export function raftFromProto(p: grace.peer.RaftMessage.$Properties): Message {
+  return buildMessage({
+    type: (p.type as number | undefined) ?? 0,
+    from: p.from,
+    to: p.to,
+    term: u64OrNaN(p.term),
+    lastIndex: u64OrNaN(p.lastIndex),
+    lastTerm: u64OrNaN(p.lastTerm),
+    transfer: p.transfer === true,
+    granted: p.granted === true,
+    prevIndex: u64OrNaN(p.prevIndex),
+    prevTerm: u64OrNaN(p.prevTerm),
+    commit: u64OrNaN(p.commit),
+    success: p.success === true,
+    index: u64OrNaN(p.index),
+    hintIndex: u64OrNaN(p.hintIndex),
+    hintTerm: u64OrNaN(p.hintTerm),
+    context: u64OrNaN(p.context),
+    entries: () => (Array.isArray(p.entries) ? p.entries : []).map(entryFromProto),
+    snapshot: () => snapshotFromProto(p.snapshot),
+  })
+}
+
+// ---- decoding by hand ------------------------------------------------------------------------
+//
+// A follower decodes every append the leader sends: a frame per round carrying the round's
+// entries. protobufjs builds a RaftEntry (its prototype's defaults), a Long per 64-bit number
+// and a field object per entry, which raftFromProto then copies into an Entry. Read here field
+// by field, the bytes go straight into the Message: the same fields, the same checks and errors
+// (buildMessage), the wire read as protobufjs reads it (any field order, a later scalar replaces
+// an earlier one, unknown fields skipped), but stricter: a known field of the wrong wire type,
+// or a group, is refused rather than misread.
+
+const WIRE_VARINT = 0
+const WIRE_FIXED64 = 1
+const WIRE_BYTES = 2
+const WIRE_FIXED32 = 5
+
+/** A cursor over a protobuf message's bytes [pos, end). Every read checks the end. */
+class WireReader {
+  constructor(
+    readonly buf: Buffer,
+    public pos: number,
+    readonly end: number,
+  ) {}
+
+  /** A varint as a number: exact up to 2^53 - 1, NaN above (the 10-byte limit is enforced). */
+  varint(): number {
+    let value = 0
+    let scale = 1
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw truncated()
+      const b = this.buf[this.pos++]!
+      value += (b & 0x7f) * scale
+      if (b < 0x80) return value <= Number.MAX_SAFE_INTEGER ? value : NaN
+      scale *= 128
+    }
+    throw new RaftCodecError('raft message: not a valid protobuf RaftMessage (varint over 10 bytes)')
+  }
+
+  /** A length-delimited field's bounds; pos moves past it. */
+  bytes(): [number, number] {
+    const length = this.varint()
+    const start = this.pos
+    if (!(length <= this.end - start)) throw truncated()
+    this.pos = start + length
+    return [start, this.pos]
+  }
+
+  string(): string {
+    const [start, end] = this.bytes()
+    return (this.buf as Buffer & { utf8Slice(start: number, end: number): string }).utf8Slice(start, end)
+  }
+
+  skip(wire: number): void {
+    if (wire === WIRE_VARINT) this.varint()
+    else if (wire === WIRE_BYTES) this.bytes()
+    else if (wire === WIRE_FIXED64 || wire === WIRE_FIXED32) {
+      const n = wire === WIRE_FIXED64 ? 8 : 4
+      if (this.end - this.pos < n) throw truncated()
+      this.pos += n
+    } else throw new RaftCodecError(`raft message: not a valid protobuf RaftMessage (wire type ${wire})`)
+  }
+}
+
+function truncated(): RaftCodecError {
+  return new RaftCodecError('raft message: not a valid protobuf RaftMessage (truncated)')
+}
+
+function wrongWire(field: number): RaftCodecError {
+  return new RaftCodecError(`raft message: not a valid protobuf RaftMessage (field ${field} has the wrong wire type)`)
+}
+
+/** A RaftEntry at [start, end) (RaftEntry's fields: index 1, term 2, type 3, data 4). */
+function readEntry(buf: Buffer, start: number, end: number, i: number): Entry {
+  const r = new WireReader(buf, start, end)
+  let index = 0
+  let term = 0
+  let typeCode = 0
+  let data = ''
+  while (r.pos < end) {
+    const tag = r.varint()
+    const field = Math.floor(tag / 8)
+    const wire = tag % 8
+    if (field >= 1 && field <= 3) {
+      if (wire !== WIRE_VARINT) throw wrongWire(field)
+      const v = r.varint()
+      if (field === 1) index = v
+      else if (field === 2) term = v
+      else typeCode = v
+    } else if (field === 4) {
+      if (wire !== WIRE_BYTES) throw wrongWire(field)
+      data = r.string()
+    } else r.skip(wire)
+  }
+  const type = ENTRY_TYPE_NAMES.get(typeCode)
+  if (!type) throw new RaftCodecError(`raft message: entry ${i} has unknown type ${typeCode}`)
+  return { index: num(index, `entry ${i} index`), term: num(term, `entry ${i} term`), type, data }
+}
+
+/** Field numbers of RaftMessage read as varints (uint64, enum, bool). */
+const VARINT_FIELDS = new Set([1, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 17])
+
+/**
+ * Decodes the RaftMessage in buf[start, end) (bytes encodeRaftMessage or RaftFrameEncoder made)
+ * straight into a Message. Throws RaftCodecError, never returns part of one.
+ */
+export function decodeRaftBytes(bytes: Uint8Array, start = 0, end = bytes.length): Message {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const r = new WireReader(buf, start, end)
+  const f: RaftFields = {
+    type: 0,
+    from: '',
+    to: '',
+    term: 0,
+    lastIndex: 0,
+    lastTerm: 0,
+    transfer: false,
+    granted: false,
+    prevIndex: 0,
+    prevTerm: 0,
+    commit: 0,
+    success: false,
+    index: 0,
+    hintIndex: 0,
+    hintTerm: 0,
+    context: 0,
+    entries: noEntries,
+    snapshot: noSnapshot,
+  }
+  // Entries' bounds, read once the type says they are wanted.
+  const entryBounds: number[] = []
+  let snapshot: [number, number] | null = null
+  while (r.pos < end) {
+    const tag = r.varint()
+    const field = Math.floor(tag / 8)
+    const wire = tag % 8
+    if (VARINT_FIELDS.has(field)) {
+      if (wire !== WIRE_VARINT) throw wrongWire(field)
+      const v = r.varint()
+      switch (field) {
+        case 1:
+          // An enum is an int32 on the wire: a negative one takes 10 bytes, and is no type we know.
+          f.type = v
+          break
+        case 4:
+          f.term = v
+          break
+        case 5:
+          f.lastIndex = v
+          break
+        case 6:
+          f.lastTerm = v
+          break
+        case 7:
+          f.transfer = v !== 0
+          break
+        case 8:
+          f.granted = v !== 0
+          break
+        case 9:
+          f.prevIndex = v
+          break
+        case 10:
+          f.prevTerm = v
+          break
+        case 12:
+          f.commit = v
+          break
+        case 13:
+          f.success = v !== 0
+          break
+        case 14:
+          f.index = v
+          break
+        case 15:
+          f.hintIndex = v
+          break
+        case 16:
+          f.hintTerm = v
+          break
+        case 17:
+          f.context = v
+          break
+      }
+    } else if (field === 2 || field === 3 || field === 11 || field === 18) {
+      if (wire !== WIRE_BYTES) throw wrongWire(field)
+      if (field === 2) f.from = r.string()
+      else if (field === 3) f.to = r.string()
+      else if (field === 11) {
+        const [s, e] = r.bytes()
+        entryBounds.push(s, e)
+      } else snapshot = r.bytes()
+    } else r.skip(wire)
+  }
+  if (entryBounds.length > 0) {
+    f.entries = () => {
+      const entries: Entry[] = new Array(entryBounds.length / 2)
+      for (let i = 0; i < entries.length; i++) entries[i] = readEntry(buf, entryBounds[2 * i]!, entryBounds[2 * i + 1]!, i)
+      return entries
+    }
+  }
+  if (snapshot) {
+    const [s, e] = snapshot
+    // Rare (a follower far behind): protobufjs reads it.
+    f.snapshot = () => {
+      let meta: grace.peer.RaftSnapshotMeta
+      try {
+        meta = pb.RaftSnapshotMeta.decode(buf.subarray(s, e))
+      } catch (err) {
+        throw new RaftCodecError(`raft message: not a valid protobuf RaftMessage (${(err as Error).message})`)
+      }
+      return snapshotFromProto(meta)
+    }
+  }
+  return buildMessage(f)
+}
+
+const noEntries = (): Entry[] => []
+const noSnapshot = (): SnapshotMeta => snapshotFromProto(undefined)
+
 /** Decodes bytes made by encodeRaftMessage. Throws RaftCodecError, never returns part of one. */
 export function decodeRaftMessage(bytes: Uint8Array): Message {
-  let p: grace.peer.RaftMessage
-  try {
-    p = pb.RaftMessage.decode(bytes)
-  } catch (err) {
-    throw new RaftCodecError(`raft message: not a valid protobuf RaftMessage (${(err as Error).message})`)
-  }
-  return raftFromProto(p)
+  return decodeRaftBytes(bytes)
 }

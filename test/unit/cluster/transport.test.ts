@@ -4,7 +4,7 @@
 
 import net from 'node:net'
 import t, { type Test } from 'tap'
-import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame } from '../../../src/cluster/framing.js'
+import { type DecodedFrame, FrameDecoder, decodeFrame, encodeFrame, encodeFrameField } from '../../../src/cluster/framing.js'
 import { ackMac, confirmMac, newNonce } from '../../../src/cluster/handshake.js'
 import { PeerError, PeerTransport, type PeerTransportOptions, parsePeerAddress } from '../../../src/cluster/transport.js'
 import { GraceError } from '../../../src/core/errors.js'
@@ -433,6 +433,7 @@ t.test('an authenticated peer cannot speak for another node', async (t) => {
   raw.send({ raft: raftToProto(hb('c', 'a', 1)) }) // claims to be c
   raw.send({ raft: raftToProto(hb('b', 'x', 2)) }) // addressed to someone else
   raw.send({ raft: { type: 7, from: 'b', to: 'a', term: { low: 0, high: 0x7fffffff } as unknown as number } }) // term beyond 2^53
+  raw.socket.write(encodeFrameField(5, [Buffer.from([0x08, 0x07, 0x12, 0x05, 0x62])], 1 << 20)) // a RaftMessage cut short
   raw.send({ raft: raftToProto(hb('b', 'a', 3)) })
   await waitFor('the honest message', () => a.received.length === 1)
   t.same(a.received, [hb('b', 'a', 3)], 'only the message from the authenticated id, to us, and valid')

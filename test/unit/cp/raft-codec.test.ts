@@ -1,9 +1,17 @@
 // Raft messages on the wire: every variant of Message survives encode/decode in exactly its
 // TypeScript shape, and bytes that are not a whole, valid message are refused, never half-read.
 
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { FramingError, FrameDecoder, decodeFrame, encodeFrameField } from '../../../src/cluster/framing.js'
-import { RaftCodecError, RaftFrameEncoder, decodeRaftMessage, encodeRaftMessage, raftFromProto, raftToProto } from '../../../src/cp/node/raft-codec.js'
+import {
+  RaftCodecError,
+  RaftFrameEncoder,
+  decodeRaftBytes,
+  decodeRaftMessage,
+  encodeRaftMessage,
+  raftFromProto,
+  raftToProto,
+} from '../../../src/cp/node/raft-codec.js'
 import type { Message } from '../../../src/cp/raft/types.js'
 import { grace } from '../../../src/gen/proto.js'
 
@@ -70,7 +78,9 @@ t.test('every variant round-trips to exactly the same object', (t) => {
 function throughFrame(frame: Buffer): Message {
   const bodies = new FrameDecoder(1 << 20).pushAll(frame)
   if (bodies.length !== 1) throw new Error(`${bodies.length} frames`)
-  return raftFromProto(decodeFrame(bodies[0]!).raft!)
+  const f = decodeFrame(bodies[0]!)
+  if (!f.raftBytes) throw new Error('not read as a raft frame by the short path')
+  return decodeRaftBytes(f.raftBytes)
 }
 
 t.test('frames of the frame encoder carry every variant exactly', (t) => {
@@ -136,6 +146,90 @@ t.test('entries keep their data byte for byte, including empty and unicode data'
   for (let i = 0; i < 5; i++) {
     t.equal(back.entries[i]!.data, m.entries[i]!.data)
     t.equal(typeof back.entries[i]!.index, 'number')
+  }
+  t.end()
+})
+
+/** protobufjs's reading of bytes, as the transport read every raft frame before decodeRaftBytes. */
+function byProtobufjs(bytes: Uint8Array): Message {
+  let p: grace.peer.RaftMessage
+  try {
+    p = grace.peer.RaftMessage.decode(bytes)
+  } catch (err) {
+    throw new RaftCodecError(`raft message: not a valid protobuf RaftMessage (${(err as Error).message})`)
+  }
+  return raftFromProto(p)
+}
+
+/** Both readings give the same message, or both refuse with the same message (when `sameError`). */
+function sameReading(t: Test, bytes: Uint8Array, what: string, sameError = true): void {
+  let theirs: Message | Error
+  try {
+    theirs = byProtobufjs(bytes)
+  } catch (err) {
+    theirs = err as Error
+  }
+  let ours: Message | Error
+  try {
+    ours = decodeRaftBytes(bytes)
+  } catch (err) {
+    if (!(err instanceof RaftCodecError)) throw err
+    ours = err
+  }
+  if (theirs instanceof Error || ours instanceof Error) {
+    t.ok(ours instanceof Error, `${what}: refused by hand as by protobufjs`)
+    if (sameError && theirs instanceof Error && ours instanceof Error && !/not a valid protobuf/.test(theirs.message)) t.equal(ours.message, theirs.message, `${what}: the same reason`)
+  } else {
+    t.strictSame(ours, theirs, `${what}: the same message`)
+  }
+}
+
+t.test('decoding by hand reads what protobufjs reads', (t) => {
+  const pb = grace.peer.RaftMessage
+  for (const m of ALL) sameReading(t, encodeRaftMessage(m), m.type)
+  // Fields in another order, a scalar given twice (the later wins), unknown fields of each wire
+  // type, entries spread among other fields: all things protobufjs accepts.
+  const append = ALL[7] as Extract<Message, { type: 'append' }>
+  const { entries, ...header } = raftToProto(append)
+  const parts = [pb.encode({ entries: entries!.slice(0, 2) }).finish(), pb.encode(header).finish(), pb.encode({ entries: entries!.slice(2) }).finish()]
+  sameReading(t, Buffer.concat(parts), 'entries around the other fields')
+  sameReading(t, Buffer.concat([pb.encode({ ...header, term: 3, commit: 5 }).finish(), pb.encode(header).finish(), pb.encode({ entries }).finish()]), 'fields given twice')
+  const unknown = Buffer.from([0xa8, 0x01, 0x05, 0xb1, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0xba, 0x01, 0x02, 0xff, 0xff, 0xc5, 0x01, 1, 2, 3, 4]) // fields 21 to 24
+  sameReading(t, Buffer.concat([unknown, encodeRaftMessage(append), unknown]), 'unknown fields of every wire type')
+  const entryUnknown = pb.encode({ ...header, entries: [] }).finish()
+  const entry = Buffer.concat([grace.peer.RaftEntry.encode({ index: 121, term: 8, type: 1, data: 'x' }).finish(), Buffer.from([0x28, 0x07])]) // + field 5
+  sameReading(t, Buffer.concat([entryUnknown, Buffer.from([0x5a, entry.length]), entry]), 'an unknown field in an entry')
+  // Numbers past 2^53 - 1 in a field the variant does not carry are ignored; in one it carries, refused.
+  sameReading(t, pb.encode({ type: 8, from: 'a', to: 'b', term: 1, context: 3, commit: 2 ** 60 }).finish(), 'an oversized field the variant does not carry')
+  sameReading(t, pb.encode({ type: 7, from: 'a', to: 'b', term: 1, context: 3, commit: 2 ** 60 }).finish(), 'an oversized field it carries')
+  sameReading(t, pb.encode({ type: 5, from: 'a', to: 'b', term: 1, prevIndex: 0, entries: [{ index: 2 ** 60, term: 1, type: 1 }] }).finish(), 'an oversized entry index')
+  sameReading(t, pb.encode({ type: 8, from: 'a', to: 'b', term: 1, entries: [{ index: 1, term: 1, type: 9 as grace.peer.RaftEntryType }] }).finish(), 'a bad entry in a message that carries none')
+  // Random messages of every variant with random numbers and data.
+  let s = 777
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s
+  }
+  const big = () => (next() % 4 === 0 ? 2 ** 53 - 1 - (next() % 1000) : next() % 100_000)
+  for (let i = 0; i < 300; i++) {
+    const type = 1 + (next() % 10)
+    const prevIndex = big() % 2 ** 40
+    const entries = Array.from({ length: next() % 4 }, (_, j) => ({ index: prevIndex + 1 + j, term: big(), type: 1 + (next() % 3), data: 'd'.repeat(next() % 200) + String.fromCodePoint(next() % 0x10000 & 0xd7ff) }))
+    const fields = { type, from: `n${next() % 5}`, to: `n${next() % 5}`, term: big(), lastIndex: big(), lastTerm: big(), transfer: next() % 2 === 0, granted: next() % 2 === 0, prevIndex, prevTerm: big(), commit: big(), success: next() % 2 === 0, index: big(), hintIndex: big(), hintTerm: big(), context: big(), entries, snapshot: next() % 2 === 0 ? { index: big(), term: big(), membership: { voters: ['n1', 'n2'], learners: [] } } : undefined }
+    sameReading(t, pb.encode(fields).finish(), `random message ${i}`)
+  }
+  t.end()
+})
+
+t.test('decoding by hand refuses a known field of the wrong wire type, and groups', (t) => {
+  const valid = Buffer.from(encodeRaftMessage(ALL[10]!))
+  // term (4) as a length-delimited field; from (2) as a varint; a start-group tag.
+  for (const [name, extra] of [
+    ['term as bytes', [0x22, 0x01, 0x07]],
+    ['from as a varint', [0x10, 0x01]],
+    ['a group', [0xab, 0x01]],
+  ] as const) {
+    t.throws(() => decodeRaftBytes(Buffer.concat([valid, Buffer.from(extra)])), RaftCodecError, name)
   }
   t.end()
 })
