@@ -43,6 +43,10 @@ import { isTombstone, tombstone, type InstanceRemoval, type Versioned } from '..
 
 /** The first byte of a message in this form (a JSON payload starts with '{', 0x7b). */
 export const ITEMS_FORMAT = 0xd1
+/** The first byte of a bucket summary (distro-messages.ts encodeSummary). */
+export const SUMMARY_FORMAT = 0xd2
+/** The first byte of a sync's, push's or verify round's answer. */
+export const ANSWER_FORMAT = 0xd3
 export const KIND_RECORD = 1
 export const KIND_TOMBSTONE = 2
 
@@ -93,6 +97,22 @@ export class ByteWriter {
       v = Math.floor(v / 128)
     }
     this.buf[this.pos++] = v
+  }
+
+  /** The first n values of `values` (each in [0, 2^32)), little-endian u32 each. */
+  u32s(values: ArrayLike<number>, n: number): void {
+    this.room(4 * n)
+    const buf = this.buf
+    let pos = this.pos
+    for (let i = 0; i < n; i++) {
+      const v = values[i]!
+      buf[pos] = v
+      buf[pos + 1] = v >>> 8
+      buf[pos + 2] = v >>> 16
+      buf[pos + 3] = v >>> 24
+      pos += 4
+    }
+    this.pos = pos
   }
 
   f64(v: number): void {
@@ -270,6 +290,20 @@ export class ByteReader {
       scale *= 128
     }
     malformed('a varint longer than 5 bytes')
+  }
+
+  /** n little-endian u32 values. */
+  u32s(n: number): Uint32Array {
+    this.need(4 * n)
+    const out = new Uint32Array(n)
+    const buf = this.buf
+    let pos = this.pos
+    for (let i = 0; i < n; i++) {
+      out[i] = buf[pos]! | (buf[pos + 1]! << 8) | (buf[pos + 2]! << 16) | (buf[pos + 3]! << 24)
+      pos += 4
+    }
+    this.pos = pos
+    return out
   }
 
   f64(): number {

@@ -1,6 +1,7 @@
-// The Distro peer messages: method names, encoders and strict decoders. Messages that carry
-// records (sync, push, pull answers, load pages) are binary (distro-items.ts); the rest are JSON
-// in UTF-8, like the Raft driver's calls. Everything a peer sends is checked in full before any of it is applied: a
+// The Distro peer messages: method names, encoders and strict decoders. The messages of every
+// sync and verify round are binary (distro-items.ts's writer and reader): records (sync, push,
+// pull answers, load pages), bucket summaries and their answers. The rest, sent only when a
+// repair or a load runs, are JSON in UTF-8, like the Raft driver's calls. Everything a peer sends is checked in full before any of it is applied: a
 // malformed message is refused as a whole (a GraceError, which the transport answers as an error
 // code), so a broken or hostile peer can neither crash a node nor leave half a batch applied.
 // Peers are authenticated by the transport, so this guards against bugs and version skew, not
@@ -15,7 +16,7 @@ import { name } from '../../core/validate.js'
 import type { BucketSummary } from '../distro/digest.js'
 import { DISTRO_LIMITS } from '../distro/limits.js'
 import type { NodeId, Versioned } from '../distro/types.js'
-import { ByteReader, ByteWriter, ITEMS_FORMAT, itemBytes, malformed, readItems, writeItems } from './distro-items.js'
+import { ANSWER_FORMAT, ByteReader, ByteWriter, ITEMS_FORMAT, SUMMARY_FORMAT, itemBytes, malformed, readItems, writeItems } from './distro-items.js'
 
 export { itemBytes, malformed }
 
@@ -62,7 +63,7 @@ function itemsMessage(items: readonly Versioned[], head?: (w: ByteWriter) => voi
   return w.bytes()
 }
 
-// ---- framing -------------------------------------------------------------------------------
+// ---- JSON ----------------------------------------------------------------------------------
 
 function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x)
@@ -129,27 +130,51 @@ export function decodeItemsMessage(payload: Uint8Array): Versioned[] {
   return items
 }
 
+/** A sync's or push's answer: how many items the receiver took. */
+export function encodeAccepted(accepted: number): Uint8Array {
+  const w = new ByteWriter(8)
+  w.u8(ANSWER_FORMAT)
+  w.varint(accepted)
+  return w.bytes()
+}
+
 export function decodeAccepted(payload: Uint8Array): number {
-  return safeNonNegative(decodeObject(payload).accepted, 'accepted')
+  const r = new ByteReader(payload)
+  r.format(ANSWER_FORMAT)
+  const accepted = r.varint()
+  r.end()
+  return accepted
 }
 
 // ---- verify: a bucket summary -> { differing, ignored } --------------------------------------
+//
+// Binary: the format byte, the owner, the bucket count, then every count and every fingerprint
+// word as a little-endian u32. As JSON, 1,024 buckets took about 0.6 ms to encode and 0.4 ms to
+// decode, a turn of the event loop per peer every verify interval.
+
+const MAX_OWNER_BYTES = 256
 
 export function encodeSummary(s: BucketSummary): Uint8Array {
-  return encodeObject({ owner: s.owner, buckets: s.buckets, counts: Array.from(s.counts), fps: Array.from(s.fps) })
-}
-
-function u32List(x: unknown, length: number, what: string): number[] {
-  if (!Array.isArray(x) || x.length !== length) malformed(`${what} is not a list of ${length}`)
-  for (const v of x) if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) malformed(`${what} holds something other than a 32-bit unsigned integer`)
-  return x as number[]
+  const w = new ByteWriter(16 + MAX_OWNER_BYTES + 12 * s.buckets)
+  w.u8(SUMMARY_FORMAT)
+  w.string(s.owner)
+  w.varint(s.buckets)
+  w.u32s(s.counts, s.buckets)
+  w.u32s(s.fps, 2 * s.buckets)
+  return w.bytes()
 }
 
 export function decodeSummary(payload: Uint8Array, expectedBuckets: number): BucketSummary {
-  const o = decodeObject(payload)
-  if (typeof o.owner !== 'string' || o.owner.length === 0) malformed('summary owner is not a node id')
-  if (o.buckets !== expectedBuckets) malformed(`summary has ${String(o.buckets)} buckets, this node uses ${expectedBuckets}`)
-  return { owner: o.owner, buckets: expectedBuckets, counts: u32List(o.counts, expectedBuckets, 'counts'), fps: u32List(o.fps, 2 * expectedBuckets, 'fps') }
+  const r = new ByteReader(payload)
+  r.format(SUMMARY_FORMAT)
+  const owner = r.string(MAX_OWNER_BYTES, 'the summary owner')
+  if (owner.length === 0) malformed('summary owner is not a node id')
+  const buckets = r.varint()
+  if (buckets !== expectedBuckets) malformed(`summary has ${buckets} buckets, this node uses ${expectedBuckets}`)
+  const counts = r.u32s(buckets)
+  const fps = r.u32s(2 * buckets)
+  r.end()
+  return { owner, buckets, counts, fps }
 }
 
 export interface VerifyAnswer {
@@ -158,9 +183,23 @@ export interface VerifyAnswer {
   readonly ignored: boolean
 }
 
+/** A verify round's answer: a flags byte (1: ignored), then how many clients differed. */
+export function encodeVerifyAnswer(a: VerifyAnswer): Uint8Array {
+  const w = new ByteWriter(8)
+  w.u8(ANSWER_FORMAT)
+  w.u8(a.ignored ? 1 : 0)
+  w.varint(a.differing)
+  return w.bytes()
+}
+
 export function decodeVerifyAnswer(payload: Uint8Array): VerifyAnswer {
-  const o = decodeObject(payload)
-  return { differing: safeNonNegative(o.differing, 'differing'), ignored: o.ignored === true }
+  const r = new ByteReader(payload)
+  r.format(ANSWER_FORMAT)
+  const flags = r.u8()
+  if (flags > 1) malformed(`verify answer flags ${flags}`)
+  const differing = r.varint()
+  r.end()
+  return { differing, ignored: flags === 1 }
 }
 
 // ---- exact: { buckets } -> the owner's exact digest --------------------------------------------

@@ -55,9 +55,10 @@ import {
   encodeItemsMessage,
   encodeLoadPage,
   encodeLoadRequest,
-  encodeObject,
+  encodeAccepted,
   encodePage,
   encodeSummary,
+  encodeVerifyAnswer,
   itemBytes,
 } from './distro-messages.js'
 
@@ -620,10 +621,10 @@ export class DistroNode implements EphemeralStore {
     // A node still loading would find nearly every bucket differing and pull what the load is
     // bringing anyway, competing with it for the CPU and the owner (twice the work at startup).
     // The owner's next round, once this node is loaded, repairs whatever the copy missed.
-    if (!this.ready) return encodeObject({ differing: 0, ignored: true })
+    if (!this.ready) return encodeVerifyAnswer({ differing: 0, ignored: true })
     // Comparing is meaningful only when both sides count the same clients as the sender's; while
     // this node does not see the sender as healthy, its summary of the sender is empty.
-    if (!this.replica.members().includes(from)) return encodeObject({ differing: 0, ignored: true })
+    if (!this.replica.members().includes(from)) return encodeVerifyAnswer({ differing: 0, ignored: true })
     const differing = differingBuckets(this.replica.summary(from), remote)
     if (differing.length > 0 && !this.repairing.has(from)) {
       this.repairing.add(from)
@@ -635,7 +636,7 @@ export class DistroNode implements EphemeralStore {
         })
         .finally(() => this.repairing.delete(from))
     }
-    return encodeObject({ differing: differing.length, ignored: false })
+    return encodeVerifyAnswer({ differing: differing.length, ignored: false })
   }
 
   /** Makes this node's copy of `owner`'s clients match the owner's, in the differing buckets. */
@@ -700,7 +701,7 @@ export class DistroNode implements EphemeralStore {
     this.bulk(() => {
       for (const item of items) if (this.applyRemote(item)) accepted++
     })
-    return encodeObject({ accepted })
+    return encodeAccepted(accepted)
   }
 
   /** A peer's copies this node (as owner) lacks or holds older: apply, and sync the accepted ones on. */
@@ -716,7 +717,7 @@ export class DistroNode implements EphemeralStore {
         if (held) this.enqueueAll(held, fingerprint(held) === fingerprint(item) ? from : null)
       }
     })
-    return encodeObject({ accepted })
+    return encodeAccepted(accepted)
   }
 
   private onExact(payload: Uint8Array): Uint8Array {

@@ -3,7 +3,7 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import { METHODS, decodeItemsMessage, encodeItemsMessage, encodePage, itemBytes } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, decodeItemsMessage, decodeVerifyAnswer, encodeAccepted, encodeItemsMessage, encodePage, encodeSummary, itemBytes } from '../../../../src/ap/node/distro-messages.js'
 import { ByteWriter, ITEMS_FORMAT, KIND_RECORD, KIND_TOMBSTONE } from '../../../../src/ap/node/distro-items.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { fingerprint, instanceKey, mergeClient, writeClient } from '../../../../src/ap/distro/records.js'
@@ -13,6 +13,7 @@ import { FakeCallError, flush, makeCluster, run, stateOf } from './fake-network.
 
 const enc = new TextEncoder()
 const json = (o: unknown) => enc.encode(JSON.stringify(o))
+const summary = (owner: string, buckets: number) => ({ owner, buckets, counts: new Uint32Array(buckets), fps: new Uint32Array(2 * buckets) })
 
 // The items' wire form (distro-items.ts) written from a readable list form, so that a test can
 // break one thing and send it: a record is [clientId, version, floor, instances, stamps,
@@ -134,8 +135,11 @@ t.test('malformed peer messages are refused without changing state', async (t) =
     ['sync', 'a removal with an empty key', bad1((it) => ((it[4] = [4]), (it[5] = [['', 5]])))],
     ['sync', 'too many removals', bad1((it) => ((it[4] = [5]), (it[5] = Array.from({ length: DISTRO_LIMITS.maxRemovalsPerClient + 1 }, (_, i) => [`k${i}`, 4]))))],
     ['push', 'a tombstone removal at its floor', items([], [['m1', 2 ** 50, [['k', 2 ** 50]]]])],
-    ['verify', 'a summary for another owner', json({ owner: 'a', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
-    ['verify', 'another bucket count', json({ owner: 'raw-x', buckets: 16, counts: new Array(16).fill(0), fps: new Array(32).fill(0) })],
+    ['verify', 'a summary for another owner', encodeSummary(summary('a', DISTRO_LIMITS.digestBuckets))],
+    ['verify', 'another bucket count', encodeSummary(summary('raw-x', 16))],
+    ['verify', 'a summary in JSON (the form before this one)', json({ owner: 'raw-x', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) })],
+    ['verify', 'a summary cut short', encodeSummary(summary('raw-x', DISTRO_LIMITS.digestBuckets)).subarray(0, 100)],
+    ['verify', 'a summary in the items form', encodeItemsMessage([])],
     ['exact', 'no buckets', json({ buckets: [] })],
     ['exact', 'a bucket out of range', json({ buckets: [DISTRO_LIMITS.digestBuckets] })],
     ['exact', 'a bucket twice', json({ buckets: [3, 3] })],
@@ -198,13 +202,13 @@ t.test('malformed answers from an owner fail the repair and change nothing', asy
     // A record whose port is out of range.
     return encodePage([{ clientId: 'e-new', version: 2 ** 52, instances: [{ ...instance('e-new', 1), port: 70000 }] }], 1)
   })
-  evil.onCall(METHODS.push, async () => json({ accepted: 0 }))
+  evil.onCall(METHODS.push, async () => encodeAccepted(0))
   // evil claims to own nothing, so a sees every one of evil's clients as differing.
-  const empty = { owner: 'evil', buckets: DISTRO_LIMITS.digestBuckets, counts: new Array(DISTRO_LIMITS.digestBuckets).fill(0), fps: new Array(2 * DISTRO_LIMITS.digestBuckets).fill(0) }
+  const empty = summary('evil', DISTRO_LIMITS.digestBuckets)
   for (let round = 0; round < answers.length; round++) {
-    const p = evil.call('a', METHODS.verify, json(empty), 1000)
+    const p = evil.call('a', METHODS.verify, encodeSummary(empty), 1000)
     await run(clock, 50)
-    const answer = JSON.parse(new TextDecoder().decode(await p)) as { differing: number }
+    const answer = decodeVerifyAnswer(await p)
     t.ok(answer.differing > 0)
   }
   await flush()

@@ -6,14 +6,13 @@ import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
 import { SYNC_INTERVAL_MS, type DistroNode } from '../../../../src/ap/node/distro-node.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
-import { METHODS, encodeItemsMessage } from '../../../../src/ap/node/distro-messages.js'
+import { METHODS, decodeAccepted, encodeItemsMessage } from '../../../../src/ap/node/distro-messages.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
 import { fingerprint, mergeClient } from '../../../../src/ap/distro/records.js'
 import { isTombstone, type Versioned } from '../../../../src/ap/distro/types.js'
 import { instance, mulberry32, pick, record } from '../distro/fixtures.js'
 import { converged, makeCluster, run, stateOf, type Cluster } from './fake-network.js'
 
-const dec = new TextDecoder()
 
 function ownerNode(c: Cluster, viewer: DistroNode, clientId: string): DistroNode {
   const owner = viewer.ownerOf(clientId)
@@ -108,7 +107,7 @@ t.test('stale and duplicate syncs never overwrite newer data', async (t) => {
   const send = async (to: string, items: object[]) => {
     const p = raw.call(to, METHODS.sync, encodeItemsMessage(items as Versioned[]), 1000)
     await run(clock, 20)
-    return JSON.parse(dec.decode(await p)) as { accepted: number }
+    return { accepted: decodeAccepted(await p) }
   }
   const id = 'client-s'
   const owner = ownerNode(c, c.nodes.get('a')!, id)
