@@ -35,6 +35,8 @@ declare module 'fastify' {
     /** For the access log: the route pattern and performance.now() when its handler started. */
     accessRoute: string
     accessStart: number
+    /** The request's line is written: one line per request, whichever path answered it. */
+    accessLogged: boolean
   }
 }
 
@@ -93,26 +95,37 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     app.server.once('close', () => clearInterval(sweep))
     done()
   })
-  // One line per request, written when the answer is handed to fastify (onSend), which every
-  // answer passes, errors and 404s included. Not onResponse: that hook makes fastify add and
-  // remove two listeners on every response and read the clock twice, a tenth of a small
+  // One line per request, written once its answer is sent. Two places see every answer: the route
+  // wrapper below (a handler's answer, sent when the handler returns or when its promise settles)
+  // and sendError (refusals before any handler ran, 404s, errors thrown by handlers). No fastify
+  // hook: an onSend hook sends every answer through fastify's hook runner, and onResponse makes
+  // fastify add and remove two listeners per response; each was a few per cent of a small
   // request's CPU on the benchmark machine (docs/benchmarks.md).
   const access = log?.isLevelEnabled('info') ? new AccessLog(log) : undefined
+  const logAnswer = access
+    ? (request: FastifyRequest, reply: FastifyReply): void => {
+        if (request.accessLogged) return
+        request.accessLogged = true
+        // The route pattern, not the URL: query strings may carry names or, later, tokens.
+        // accessRoute is empty when the request was refused before its handler ran.
+        const route = request.accessRoute || (request.routeOptions.url ?? 'none')
+        const ms = request.accessStart === 0 ? 0 : Math.round((performance.now() - request.accessStart) * 100) / 100
+        access.record(request.id, request.method, route, reply.statusCode, ms)
+      }
+    : undefined
   if (access) {
     app.decorateRequest('accessRoute', '')
     app.decorateRequest('accessStart', 0)
-    app.addHook('onSend', (request, reply, payload, done) => {
-      // The route pattern, not the URL: query strings may carry names or, later, tokens.
-      // accessRoute is empty when the request was refused before its handler ran.
-      const route = request.accessRoute || (request.routeOptions.url ?? 'none')
-      const ms = request.accessStart === 0 ? 0 : Math.round((performance.now() - request.accessStart) * 100) / 100
-      access.record(request.id, request.method, route, reply.statusCode, ms)
-      done(null, payload)
-    })
+    app.decorateRequest('accessLogged', false)
     app.addHook('onClose', (_app, done) => {
       access.close()
       done()
     })
+  }
+  const sendError = (request: FastifyRequest, reply: FastifyReply, err: GraceError): FastifyReply => {
+    const sent = sendErrorAnswer(request, reply, err)
+    logAnswer?.(request, reply)
+    return sent
   }
 
   // Checks every route makes before its handler runs. A wrapper rather than an onRequest hook:
@@ -132,7 +145,14 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       // answer is sent, it would turn a stored write into a 406 the client takes for a failure.
       if (negotiates) wantsProtobuf(request)
       if (closing && !always) throw new GraceError('UNAVAILABLE', 'the server is shutting down')
-      return handler.call(this, request, reply)
+      const result = handler.call(this, request, reply)
+      if (logAnswer) {
+        // Every handler here answers by calling send before it returns or before its promise
+        // settles. A rejected promise goes to the error handler, which logs through sendError.
+        if (reply.sent) logAnswer(request, reply)
+        else if (isThenable(result)) result.then(() => reply.sent && logAnswer(request, reply), ignore)
+      }
+      return result
     }
   })
 
@@ -140,7 +160,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerNamingRoutes(app, deps)
   registerConfigRoutes(app, deps.config)
   registerClusterRoutes(app, deps)
-  registerCompatRoutes(app, { ...deps, ...(log ? { logger: log } : {}) })
+  registerCompatRoutes(app, { ...deps, ...(log ? { logger: log } : {}), ...(logAnswer ? { onAnswer: logAnswer } : {}) })
   if (deps.push) registerWatchRoutes(app, deps.push)
   return app
 }
@@ -189,7 +209,13 @@ const FASTIFY_ERRORS: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
 }
 
-function sendError(request: FastifyRequest, reply: FastifyReply, err: GraceError): FastifyReply {
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}
+
+function ignore(): void {}
+
+function sendErrorAnswer(request: FastifyRequest, reply: FastifyReply, err: GraceError): FastifyReply {
   const body = { code: err.code, message: err.message }
   try {
     return send(request, reply, grace.v1.Error, body, ERROR_CODES[err.code].status)

@@ -29,6 +29,8 @@ const DEFAULT_DATA_CENTER = { '@class': 'com.netflix.appinfo.InstanceInfo$Defaul
 export interface EurekaDeps {
   naming: NamingService
   logger?: { error(obj: object, msg: string): void }
+  /** Called with each scope first (compat/index.ts: the access log's hook). */
+  scoped?: (scope: FastifyInstance) => void
 }
 
 function appName(value: string): ServiceName {
@@ -256,6 +258,7 @@ export function registerEureka(app: FastifyInstance, deps: EurekaDeps): void {
   for (const prefix of ['/eureka', '/eureka/v2']) {
     app.register(
       async (scope) => {
+        deps.scoped?.(scope)
         // Eureka's server answers errors with a status and little else; clients act on the status.
         setTextErrors(scope, (err) => err.message, deps.logger)
         scope.setNotFoundHandler((request, reply) => sendText(reply, 404, `no route ${request.method} ${request.url.split('?')[0]}`))

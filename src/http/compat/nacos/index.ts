@@ -15,11 +15,14 @@ export interface NacosDeps {
   /** host:port of every node clients may use; empty or absent: this node's own address. */
   servers?: () => readonly string[]
   logger?: { error(obj: object, msg: string): void }
+  /** Called with the scope first (compat/index.ts: the access log's hook). */
+  scoped?: (scope: FastifyInstance) => void
 }
 
 export function registerNacos(app: FastifyInstance, deps: NacosDeps): void {
   app.register(
     async (scope) => {
+      deps.scoped?.(scope)
       addFormParser(scope)
       // Nacos's ResponseExceptionHandler answers "caused: <message>;" with the status.
       setTextErrors(scope, (err) => `caused: ${err.message};`, deps.logger)
