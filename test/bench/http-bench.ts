@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { describeMachine, load1 } from './machine.js'
-import { measure } from './measure.js'
+import { type Measurement, measure } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, type RunInfo, docsSection, failures, noisyPairs, pairRatio, ratio, ratioRange, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
@@ -152,12 +152,12 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
     const label = `${scenario.id} c=${connections} pair ${i}/${pairs}`
     quietWaitedS += await waitQuiet([roof, grace], quietWaitS, progress)
     progress(`${label}: roof`)
-    const roofResult = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
+    const roofResult = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds, roof.mainThreadCpuSeconds)
     progress(`${label}: grace`)
     // A failed preparation or check fails the cell, not the run: the other cells still count.
     const problems: string[] = []
     await scenario.prepare?.(grace.url).catch((err: Error) => problems.push(`preparing: ${err.message}`))
-    const graceResult = await measure(grace.url, scenario.requests, settings, grace.cpuSeconds)
+    const graceResult = await measure(grace.url, scenario.requests, settings, grace.cpuSeconds, grace.mainThreadCpuSeconds)
     const exited = grace.exited()
     if (exited !== undefined) throw new Error(`Grace exited (${exited}) during ${scenario.id}${grace.tails()}`)
     await scenario
@@ -172,8 +172,8 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
     row.pairs.push(pair)
     progress(
       `  ratio ${pairRatio(pair).toFixed(2)}: roof ${Math.round(roofResult.reqPerSec)} req/s ` +
-        `(cpu ${Math.round(roofResult.serverCpuPct)}%, ${Math.round(roofResult.serverCpuUsPerReq)} µs/req), ` +
-        `grace ${Math.round(graceResult.reqPerSec)} req/s (cpu ${Math.round(graceResult.serverCpuPct)}%, ${Math.round(graceResult.serverCpuUsPerReq)} µs/req), ` +
+        `(cpu ${Math.round(roofResult.serverCpuPct)}%, ${cpuPerReq(roofResult)}), ` +
+        `grace ${Math.round(graceResult.reqPerSec)} req/s (cpu ${Math.round(graceResult.serverCpuPct)}%, ${cpuPerReq(graceResult)}), ` +
         `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, ` +
         `other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}%`,
     )
@@ -187,5 +187,10 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
       (failed.length ? `  FAILED: ${failed.join('; ')}` : ''),
   )
   return row
+}
+
+/** CPU per request, all threads and (in brackets) the main thread's part. */
+function cpuPerReq(m: Measurement): string {
+  return `${Math.round(m.serverCpuUsPerReq)} µs/req (main thread ${Math.round(m.serverMainCpuUsPerReq)})`
 }
 

@@ -31,6 +31,8 @@ export interface Measurement {
    * much of its core the server got, so it is the steadier measure of the work per request.
    */
   serverCpuUsPerReq: number
+  /** The part of serverCpuUsPerReq spent on the server's main thread (NaN when not measured). */
+  serverMainCpuUsPerReq: number
   clientCpuPct: number
   /** What other processes on the machine used meanwhile: high means the numbers are noisy. */
   otherCpuPct: number
@@ -43,23 +45,27 @@ export async function measure(
   requests: () => autocannon.Request[],
   settings: RunSettings,
   serverCpuSeconds: () => number | undefined,
+  serverMainCpuSeconds: () => number | undefined = () => undefined,
 ): Promise<Measurement> {
   const warm = await run(url, requests(), settings.connections, settings.warmupS)
   const wallStart = performance.now()
   const clientStart = process.cpuUsage()
   const serverStart = serverCpuSeconds()
+  const mainStart = serverMainCpuSeconds()
   const machineStart = machineBusySeconds()
   const main = await run(url, requests(), settings.connections, settings.durationS)
   const wallS = (performance.now() - wallStart) / 1000
   const client = process.cpuUsage(clientStart)
   const serverEnd = serverCpuSeconds()
+  const mainEnd = serverMainCpuSeconds()
   const machineEnd = machineBusySeconds()
   const r = main.result
   const pct = (start: number | undefined, end: number | undefined) =>
     start === undefined || end === undefined ? Number.NaN : (100 * (end - start)) / wallS
   const serverCpuPct = pct(serverStart, serverEnd)
-  const serverCpuUsPerReq =
-    serverStart === undefined || serverEnd === undefined || r.requests.total === 0 ? Number.NaN : ((serverEnd - serverStart) * 1e6) / r.requests.total
+  const perReq = (start: number | undefined, end: number | undefined) =>
+    start === undefined || end === undefined || r.requests.total === 0 ? Number.NaN : ((end - start) * 1e6) / r.requests.total
+  const serverCpuUsPerReq = perReq(serverStart, serverEnd)
   const clientCpuPct = (100 * (client.user + client.system)) / 1e6 / wallS
   const sorted = main.latencies.sort()
   return {
@@ -76,6 +82,7 @@ export async function measure(
     bytesPerResponse: r.requests.total > 0 ? r.throughput.total / r.requests.total : 0,
     serverCpuPct,
     serverCpuUsPerReq,
+    serverMainCpuUsPerReq: perReq(mainStart, mainEnd),
     clientCpuPct,
     otherCpuPct: Math.max(0, pct(machineStart, machineEnd) - serverCpuPct - clientCpuPct),
     warmup: { responses: warm.result.requests.total, non2xx: warm.result.non2xx, errors: warm.result.errors },

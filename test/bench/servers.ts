@@ -46,6 +46,12 @@ export interface RunningServer {
   tails(): string
   /** CPU seconds (user + system, all threads) used so far; undefined where /proc is missing. */
   cpuSeconds(): number | undefined
+  /**
+   * The same for the main thread alone (node's event loop). The rest is V8's helper threads
+   * (compiling, garbage collection), libuv's pool and LevelDB's compaction: a burst of theirs
+   * shows as a gap between the two.
+   */
+  mainThreadCpuSeconds(): number | undefined
   /** The CPUs the process may run on, as the kernel says (proof of the pinning), or undefined. */
   cpus(): number[] | undefined
 }
@@ -114,7 +120,8 @@ export async function startServer(spec: ServerSpec, port: number): Promise<Runni
     stop: () => stopChild(child, exit),
     kill: (signal) => stopChild(child, exit, signal),
     tails: () => tails(spec),
-    cpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(pid)),
+    cpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(`/proc/${pid}/stat`)),
+    mainThreadCpuSeconds: () => (pid === undefined ? undefined : procCpuSeconds(`/proc/${pid}/task/${pid}/stat`)),
     cpus: () => (pid === undefined ? undefined : allowedCpus(pid)),
   }
 }
@@ -162,9 +169,10 @@ async function stopChild(child: ChildProcess, exit: Promise<string>, signal: Nod
  * From /proc/<pid>/stat (utime and stime, fields 14 and 15, in clock ticks). On a 2-core machine
  * the server's and autocannon's CPU use tell which side was the bottleneck.
  */
-function procCpuSeconds(pid: number): number | undefined {
+/** utime + stime of a /proc stat file (a process's, or one thread's under task/). */
+function procCpuSeconds(statPath: string): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const stat = readFileSync(statPath, 'utf8')
     // The command name (field 2) may hold spaces; count fields after its closing parenthesis.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
