@@ -411,7 +411,11 @@ t.test('a leader answers a committed write while its own write of the next batch
   t.equal(await s.db().get('kv/b'), '2', 'b and its state are stored')
 })
 
-t.test("the writers a commit answers go in one round with the writes that waited for it", async (t) => {
+/**
+ * A leader of three whose followers ack by hand, after one write: write a, whose round takes
+ * 5 ms, then b while a is uncommitted; a commits and b waits at a's commit for a's writer.
+ */
+async function heldAtCommit(t: Test) {
   const { open } = await setup(t)
   const peers = followersByHand()
   const clock = new ManualClock()
@@ -431,6 +435,11 @@ t.test("the writers a commit answers go in one round with the writes that waited
   await a
   await settle()
   t.equal(carrying().length, sent + 1, "b waits at a's commit for a's writer to write again")
+  return { node, sm, peers, clock, carrying, sent, b }
+}
+
+t.test("the writers a commit answers go in one round with the writes that waited for it", async (t) => {
+  const { node, sm, peers, clock, carrying, sent, b } = await heldAtCommit(t)
   // a's writer writes again, as a client registering one thing after another does.
   const c = node.propose(put('c', '3'))
   await settle()
@@ -470,24 +479,7 @@ t.test("the writers a commit answers go in one round with the writes that waited
 })
 
 t.test('a wait that ends on its timer lets in the writes read in the same turn of the event loop', async (t) => {
-  const { open } = await setup(t)
-  const peers = followersByHand()
-  const clock = new ManualClock()
-  const { node, sm } = await open({ transport: peers.transport, clock, bootstrap: { voters: ['n1', 'n2', 'n3'], learners: [] } })
-  await settle()
-  await node.propose(put('first', '0'))
-  const carrying = () => peers.appends.filter((m) => m.entries.length > 0)
-  const sent = carrying().length
-  peers.state.ack = false
-  const a = node.propose(put('a', '1'))
-  await settle()
-  clock.advance(5)
-  const b = node.propose(put('b', '2'))
-  await settle()
-  peers.ackAll()
-  await a
-  await settle()
-  t.equal(carrying().length, sent + 1, "b waits at a's commit for a's writer")
+  const { node, sm, peers, clock, carrying, sent, b } = await heldAtCommit(t)
   // The pause that ends the wait passes while the leader is busy elsewhere: its timer runs
   // first, then the loop reads c, which came in meanwhile (here: in the same synchronous turn).
   clock.advance(2)
