@@ -879,6 +879,15 @@ function docsSection(): string {
     '### Targets',
     '',
     verdictTable(),
+    '',
+    '**Why the p50 of the 1-connection cells is out of reach.** At one connection each request waits',
+    'for the one before it. Two requests in three reach a node that does not own their client and',
+    'are forwarded once to the owner, as issue 4 requires; on the one core the nodes share, that adds',
+    "two hops between node processes (about 33 µs each on this machine) and the owner's work to a",
+    "request that already costs what the roof's does. So the median request is a forwarded one. With",
+    "the roof's p50 near 80 µs, a p50 ratio of 0.6 needs Grace's near 130 µs, less than a forwarded",
+    "request takes at best (about 80 + 2 × 33 µs plus the owner's apply). req/s and p99 are not",
+    'bounded this way: a third of the requests go straight to their owner.',
     ...(stderr.length ? ['', 'Grace wrote to stderr during the run:', '', '```', ...stderr, '```'] : []),
   ].join('\n')
 }
