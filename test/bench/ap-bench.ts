@@ -336,7 +336,7 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
       `  req/s ×${fixed(reqRatio(pair), 2)}, p50 ×${fixed(latRatio(pair, 'p50Ms'), 2)}, p99 ×${fixed(latRatio(pair, 'p99Ms'), 2)}: ` +
         `roof ${Math.round(roofResult.reqPerSec)} req/s p50 ${fixed(roofResult.p50Ms, 2)} ms (cpu ${Math.round(roofResult.serverCpuPct)}%), ` +
         `grace ${Math.round(graceResult.reqPerSec)} req/s p50 ${fixed(graceResult.p50Ms, 2)} ms (cluster cpu ${Math.round(graceResult.serverCpuPct)}%, ${Math.round(graceResult.serverCpuUsPerReq)} µs/req), ` +
-        `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}%`,
+        `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}% (steal ${Math.round(roofResult.stealCpuPct)}% / ${Math.round(graceResult.stealCpuPct)}%)`,
     )
   }
   const failed = failures(row)

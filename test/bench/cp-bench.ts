@@ -308,7 +308,7 @@ async function measureRow(connections: number, grace: Cluster, etcd: Cluster, al
       `  Grace ${Math.round(g.reqPerSec)} req/s p50 ${fixed(g.p50Ms, 2)} ms (cluster cpu ${Math.round(g.serverCpuPct)}%, ${Math.round(g.serverCpuUsPerReq)} µs/req), ` +
         `etcd ${Math.round(e.reqPerSec)} req/s p50 ${fixed(e.p50Ms, 2)} ms (cluster cpu ${Math.round(e.serverCpuPct)}%, ${Math.round(e.serverCpuUsPerReq)} µs/req): ` +
         `req/s ×${fixed(tputRatio(pair), 2)}, p50 ×${fixed(p50Ratio(pair), 2)}; ` +
-        `autocannon cpu ${Math.round(g.clientCpuPct)}% / ${Math.round(e.clientCpuPct)}%, other cpu ${Math.round(g.otherCpuPct)}% / ${Math.round(e.otherCpuPct)}%`,
+        `autocannon cpu ${Math.round(g.clientCpuPct)}% / ${Math.round(e.clientCpuPct)}%, other cpu ${Math.round(g.otherCpuPct)}% / ${Math.round(e.otherCpuPct)}% (steal ${Math.round(g.stealCpuPct)}% / ${Math.round(e.stealCpuPct)}%)`,
     )
   }
   const failed = failures(row)

@@ -175,7 +175,7 @@ async function measureCell(scenario: Scenario, connections: number, roof: Runnin
         `(cpu ${Math.round(roofResult.serverCpuPct)}%, ${cpuPerReq(roofResult)}), ` +
         `grace ${Math.round(graceResult.reqPerSec)} req/s (cpu ${Math.round(graceResult.serverCpuPct)}%, ${cpuPerReq(graceResult)}), ` +
         `autocannon cpu ${Math.round(roofResult.clientCpuPct)}% / ${Math.round(graceResult.clientCpuPct)}%, ` +
-        `other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}%`,
+        `other cpu ${Math.round(roofResult.otherCpuPct)}% / ${Math.round(graceResult.otherCpuPct)}% (steal ${Math.round(roofResult.stealCpuPct)}% / ${Math.round(graceResult.stealCpuPct)}%)`,
     )
   }
   const failed = failures(row)

@@ -29,14 +29,29 @@ export function load1(): number {
 /**
  * CPU seconds all cores spent busy since boot (/proc/stat, USER_HZ ticks), or undefined off Linux.
  * Busy minus the two benchmarked processes is what the rest of a shared machine took meanwhile.
+ * Busy includes steal: time the hypervisor gave this VM's CPUs to someone else.
  */
 export function machineBusySeconds(): number | undefined {
+  const ticks = cpuTicks()
+  if (ticks === undefined) return undefined
+  const idle = ticks[3]! + ticks[4]!
+  return (ticks.reduce((a, b) => a + b, 0) - idle) / 100
+}
+
+/**
+ * CPU seconds stolen from this VM since boot (steal, /proc/stat), or undefined off Linux: noise
+ * from outside the machine, which no wait for quiet processes inside it can avoid.
+ */
+export function machineStealSeconds(): number | undefined {
+  const ticks = cpuTicks()
+  return ticks === undefined ? undefined : ticks[7]! / 100
+}
+
+/** /proc/stat's first line: user nice system idle iowait irq softirq steal. */
+function cpuTicks(): number[] | undefined {
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]
-    // cpu user nice system idle iowait irq softirq steal ...
-    const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number)
-    const idle = ticks[3] + ticks[4]
-    return (ticks.reduce((a, b) => a + b, 0) - idle) / 100
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
+    return line.trim().split(/\s+/).slice(1, 9).map(Number)
   } catch {
     return undefined
   }

@@ -2,7 +2,7 @@
 // allocations), then the measured run, both driven by autocannon in this process.
 
 import autocannon from 'autocannon'
-import { machineBusySeconds } from './machine.js'
+import { machineBusySeconds, machineStealSeconds } from './machine.js'
 
 export interface RunSettings {
   connections: number
@@ -36,6 +36,8 @@ export interface Measurement {
   clientCpuPct: number
   /** What other processes on the machine used meanwhile: high means the numbers are noisy. */
   otherCpuPct: number
+  /** The part of otherCpuPct the hypervisor took from this VM (steal): noise from outside. */
+  stealCpuPct: number
   warmup: { responses: number; non2xx: number; errors: number }
 }
 
@@ -53,12 +55,14 @@ export async function measure(
   const serverStart = serverCpuSeconds()
   const mainStart = serverMainCpuSeconds()
   const machineStart = machineBusySeconds()
+  const stealStart = machineStealSeconds()
   const main = await run(url, requests(), settings.connections, settings.durationS)
   const wallS = (performance.now() - wallStart) / 1000
   const client = process.cpuUsage(clientStart)
   const serverEnd = serverCpuSeconds()
   const mainEnd = serverMainCpuSeconds()
   const machineEnd = machineBusySeconds()
+  const stealEnd = machineStealSeconds()
   const r = main.result
   const pct = (start: number | undefined, end: number | undefined) =>
     start === undefined || end === undefined ? Number.NaN : (100 * (end - start)) / wallS
@@ -85,6 +89,7 @@ export async function measure(
     serverMainCpuUsPerReq: perReq(mainStart, mainEnd),
     clientCpuPct,
     otherCpuPct: Math.max(0, pct(machineStart, machineEnd) - serverCpuPct - clientCpuPct),
+    stealCpuPct: pct(stealStart, stealEnd),
     warmup: { responses: warm.result.requests.total, non2xx: warm.result.non2xx, errors: warm.result.errors },
   }
 }
