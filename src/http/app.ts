@@ -65,36 +65,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   })
   app.addContentTypeParser(PROTOBUF_TYPE, { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
 
-  app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request, log)))
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
-  )
-
-  // On shutdown: held long-polls are answered at once, new requests get UNAVAILABLE (readyz
-  // says NOT_READY), and connections are closed as soon as they fall idle, so that close()
-  // need not wait out the keep-alive timeouts of connections that were busy when it began.
-  let closing = false
-  // Connections that never sent a request are not idle to node (closeIdleConnections leaves them)
-  // and no timeout applies to them: one silent connection (a port scan, a balancer's TCP check)
-  // kept a stopping server up indefinitely. They are closed on shutdown too.
-  const silent = new Set<Socket>()
-  app.server.on('connection', (socket: Socket) => {
-    silent.add(socket)
-    socket.once('close', () => silent.delete(socket))
-  })
-  app.server.on('request', (req: IncomingMessage) => silent.delete(req.socket))
-  app.addHook('preClose', (done) => {
-    closing = true
-    deps.config.releaseAll()
-    deps.push?.releaseAll()
-    const sweep = setInterval(() => {
-      app.server.closeIdleConnections()
-      for (const socket of silent) socket.destroy()
-    }, 20)
-    sweep.unref()
-    app.server.once('close', () => clearInterval(sweep))
-    done()
-  })
   // One line per request, written once its answer is sent. Two places see every answer: the route
   // wrapper below (a handler's answer, sent when the handler returns or when its promise settles)
   // and sendError (refusals before any handler ran, 404s, errors thrown by handlers). No fastify
@@ -127,6 +97,37 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     logAnswer?.(request, reply)
     return sent
   }
+
+  app.setErrorHandler((err: FastifyError, request, reply) => sendError(request, reply, toGraceError(err, request, log)))
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new GraceError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`)),
+  )
+
+  // On shutdown: held long-polls are answered at once, new requests get UNAVAILABLE (readyz
+  // says NOT_READY), and connections are closed as soon as they fall idle, so that close()
+  // need not wait out the keep-alive timeouts of connections that were busy when it began.
+  let closing = false
+  // Connections that never sent a request are not idle to node (closeIdleConnections leaves them)
+  // and no timeout applies to them: one silent connection (a port scan, a balancer's TCP check)
+  // kept a stopping server up indefinitely. They are closed on shutdown too.
+  const silent = new Set<Socket>()
+  app.server.on('connection', (socket: Socket) => {
+    silent.add(socket)
+    socket.once('close', () => silent.delete(socket))
+  })
+  app.server.on('request', (req: IncomingMessage) => silent.delete(req.socket))
+  app.addHook('preClose', (done) => {
+    closing = true
+    deps.config.releaseAll()
+    deps.push?.releaseAll()
+    const sweep = setInterval(() => {
+      app.server.closeIdleConnections()
+      for (const socket of silent) socket.destroy()
+    }, 20)
+    sweep.unref()
+    app.server.once('close', () => clearInterval(sweep))
+    done()
+  })
 
   // Checks every route makes before its handler runs. A wrapper rather than an onRequest hook:
   // it costs a function call, where a hook costs a pass through fastify's hook runner.

@@ -435,21 +435,17 @@ async function heldAtCommit(t: Test) {
   await a
   await settle()
   t.equal(carrying().length, sent + 1, "b waits at a's commit for a's writer to write again")
-  return { node, sm, peers, clock, carrying, sent, b }
+  /** How many writes each round after a's carried. */
+  const roundsAfterA = () => carrying().slice(sent + 1).map((m) => m.entries.length)
+  return { node, sm, peers, clock, carrying, sent, b, roundsAfterA }
 }
 
 t.test("the writers a commit answers go in one round with the writes that waited for it", async (t) => {
-  const { node, sm, peers, clock, carrying, sent, b } = await heldAtCommit(t)
+  const { node, sm, peers, clock, carrying, sent, b, roundsAfterA } = await heldAtCommit(t)
   // a's writer writes again, as a client registering one thing after another does.
   const c = node.propose(put('c', '3'))
   await settle()
-  t.same(
-    carrying()
-      .slice(sent + 1)
-      .map((m) => m.entries.length),
-    [2],
-    'b and c go in one round',
-  )
+  t.same(roundsAfterA(), [2], 'b and c go in one round')
   clock.advance(5)
   peers.ackAll()
   await Promise.all([b, c])
@@ -479,19 +475,13 @@ t.test("the writers a commit answers go in one round with the writes that waited
 })
 
 t.test('a wait that ends on its timer lets in the writes read in the same turn of the event loop', async (t) => {
-  const { node, sm, peers, clock, carrying, sent, b } = await heldAtCommit(t)
+  const { node, sm, peers, clock, b, roundsAfterA } = await heldAtCommit(t)
   // The pause that ends the wait passes while the leader is busy elsewhere: its timer runs
   // first, then the loop reads c, which came in meanwhile (here: in the same synchronous turn).
   clock.advance(2)
   const c = node.propose(put('c', '3'))
   await settle()
-  t.same(
-    carrying()
-      .slice(sent + 1)
-      .map((m) => m.entries.length),
-    [2],
-    'b and c go in one round, not b alone at the timer',
-  )
+  t.same(roundsAfterA(), [2], 'b and c go in one round, not b alone at the timer')
   peers.state.ack = true
   peers.ackAll()
   await Promise.all([b, c])
