@@ -137,7 +137,7 @@ export const NOISY_OTHER_CPU_PCT = 15
 
 /**
  * Pairs in which other processes were busy. Information only: a noisy pair is not measured again,
- * because the median over the pairs already sets one disturbed pair aside, and noise that lasts
+ * because the median over the pairs already sets disturbed pairs aside (two of five), and noise that lasts
  * (someone's test suite) would disturb an immediate retry as well. What helps against lasting
  * noise is waiting for it to end before a pair starts (http-bench.ts, --quiet-wait).
  */
@@ -241,12 +241,12 @@ The machine is small, shared and noisy (the same server can give 10k req/s in on
   to another (CPU 1), so that neither side competes with the other for a core and a server's
   threads do not wander. Otherwise the run is unpinned; the generated section says which.
 - **Alternating pairs.** Each cell (scenario × connections) is measured as N pairs, roof then
-  Grace, roof then Grace, … (\`--pairs N\`, default 3), each run after its own warmup (\`--warmup S\`,
+  Grace, roof then Grace, … (\`--pairs N\`, default 5), each run after its own warmup (\`--warmup S\`,
   default 2 s) and measured for \`--duration S\` seconds (default 5). A pair's Grace/roof compares
   two runs seconds apart; the cell's ratio, the one the targets use, is the **median of the
   per-pair ratios**, and the range shows their spread. The other columns (req/s, p50, p99, CPU)
   are medians over the pairs too, and the p50 target uses the median of Grace's per-pair p50s.
-  \`-- --quick\` is 2 pairs of 3 s runs, about 4 minutes; the default takes about 8 on a quiet
+  \`-- --quick\` is 2 pairs of 3 s runs, about 4 minutes; the default takes about 13 on a quiet
   machine.
 - **CPU per request.** Server CPU µs per response (all threads of the server process, from
   /proc) depends much less on how much of its core a server got than req/s does, so it is the
@@ -255,7 +255,7 @@ The machine is small, shared and noisy (the same server can give 10k req/s in on
   for a second and, while that is more than ${NOISY_OTHER_CPU_PCT} % of a core, waits (at most \`--quiet-wait S\`,
   default 60 s, then measures anyway). What other processes used during each run is recorded; a
   pair where they used more than ${NOISY_OTHER_CPU_PCT} % of a core counts as noisy, and the status says how many
-  pairs were. A noisy pair is not measured again: the median sets one aside.
+  pairs were. A noisy pair is not measured again: the median of five sets two aside.
 - **Checks.** A cell in which any pair has a non-2xx answer, a connection error, or a Grace answer
   of the wrong shape is marked FAILED, and the command exits with 1.
 `
