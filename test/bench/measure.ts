@@ -94,6 +94,19 @@ export async function measure(
   }
 }
 
+/**
+ * Unmeasured load on a server that has just started, before its first measured run. The per-run
+ * warmup (a couple of seconds) covers connection setup and first allocations; a fresh Node process
+ * also goes on compiling its hot paths (V8's optimizing compiler, on threads that share the
+ * server's core) for tens of seconds at a few hundred requests a second, which a first run at one
+ * connection would otherwise pay for. Answers what the load got, so that a failing server is
+ * noticed before anything is measured.
+ */
+export async function prewarm(url: string | string[], requests: () => autocannon.Request[], connections: number, durationS: number): Promise<{ responses: number; non2xx: number; errors: number }> {
+  const { result } = await run(url, requests(), connections, durationS)
+  return { responses: result.requests.total, non2xx: result.non2xx, errors: result.errors }
+}
+
 interface Run {
   result: autocannon.Result
   latencies: Float64Array
