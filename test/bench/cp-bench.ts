@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Machine, describeMachine, load1 } from './machine.js'
-import { type Measurement, measure, prewarm } from './measure.js'
+import { type Measurement, PREWARM_CONNECTIONS, measure, prewarm } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, cell, fixed, int, median, writeDocsSection } from './report.js'
@@ -28,8 +28,6 @@ const INSTALL_ETCD = 'apt-get update && apt-get install -y etcd-server'
 const SERVICE = 'bench-cp'
 const ETCD_PREFIX = 'bench-cp/'
 const BUSY_LOAD = 1.5
-/** Connections of the one-time prewarm (measure.ts, prewarm): enough to exercise batching too. */
-const PREWARM_CONNECTIONS = 64
 /** The targets of issue 3, item 11. */
 const TARGET_THROUGHPUT = { connections: 64, min: 2.0 }
 const TARGET_P50 = { connections: 1, max: 0.5 }

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { describeMachine, load1 } from './machine.js'
-import { type Measurement, measure } from './measure.js'
+import { type Measurement, PREWARM_CONNECTIONS, measure, prewarm } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, type RunInfo, docsSection, failures, noisyPairs, pairRatio, ratio, ratioRange, resultsTable, verdictTable, verdicts, writeDocsSection, writeJson } from './report.js'
@@ -30,6 +30,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     duration: { type: 'string' },
     warmup: { type: 'string', default: '2' },
+    prewarm: { type: 'string' },
     pairs: { type: 'string' },
     'quiet-wait': { type: 'string', default: '60' },
     only: { type: 'string' },
@@ -38,9 +39,10 @@ const { values: opts } = parseArgs({
 })
 if (opts.help) {
   console.log(
-    'usage: npm run bench -- [--quick | --duration S] [--warmup S] [--pairs N] [--quiet-wait S] [--only eph-register,per-register,query,config-publish,config-get]\n' +
+    'usage: npm run bench -- [--quick | --duration S] [--warmup S] [--prewarm S] [--pairs N] [--quiet-wait S] [--only eph-register,per-register,query,config-publish,config-get]\n' +
       '  --duration S  measured seconds per run (default 5; --quick: 3)\n' +
       '  --warmup S    unmeasured seconds before each run (default 2)\n' +
+      `  --prewarm S   once, after the servers start: S unmeasured seconds of each scenario on each server at ${PREWARM_CONNECTIONS} connections (default 2; 0: none)\n` +
       '  --pairs N     alternating roof/Grace pairs per cell (default 5; --quick: 2)\n' +
       `  --quiet-wait S  before a pair, wait up to S seconds while other processes use over ${NOISY_OTHER_CPU_PCT} % of a core (default 60; 0: never)`,
   )
@@ -48,6 +50,8 @@ if (opts.help) {
 }
 const durationS = positive('--duration', opts.duration ?? (opts.quick ? '3' : '5'))
 const warmupS = positive('--warmup', opts.warmup)
+const prewarmS = Number(opts.prewarm ?? '2')
+if (!(prewarmS >= 0)) fatal(`--prewarm must be a number of seconds ≥ 0, got ${opts.prewarm}`)
 // Five by default: on this shared host a pair's two runs, seconds apart, can see the machine at
 // different speeds (a roof run at 37 µs/req next to one at 44, without steal or other processes to
 // show for it), and the median of five sets two such pairs aside where that of three sets one.
@@ -112,6 +116,19 @@ try {
     }
   }
 
+  // Both servers once, every scenario, before the first cell (measure.ts, prewarm): that cell, at
+  // one connection, came seconds after Grace started, while V8 was still optimizing its paths.
+  if (prewarmS > 0) {
+    for (const scenario of scenarios) {
+      await scenario.prepare?.(grace.url)
+      for (const server of [roof, grace]) {
+        const got = await prewarm(server.url, scenario.requests, PREWARM_CONNECTIONS, prewarmS)
+        if (got.non2xx > 0 || got.errors > 0) throw new Error(`${server.name} failed ${got.non2xx} requests (non-2xx) and ${got.errors} connections during the prewarm of ${scenario.id}`)
+      }
+    }
+    progress(`prewarmed both servers: ${scenarios.length} scenarios × ${prewarmS} s at ${PREWARM_CONNECTIONS} connections`)
+  }
+
   // No retry when other processes were busy (an earlier version measured a noisy cell again):
   // the median over alternating pairs already sets disturbed pairs aside, and the noise is
   // still recorded and shown per cell.
@@ -130,6 +147,7 @@ try {
 
 const info: RunInfo = {
   ...runInfoBase('npm run bench', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore }),
+  prewarmS,
   graceLogBytes,
   graceExit,
   graceStderr,

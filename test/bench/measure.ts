@@ -94,6 +94,9 @@ export async function measure(
   }
 }
 
+/** Connections of the one-time prewarm: enough to exercise a server's batching paths too. */
+export const PREWARM_CONNECTIONS = 64
+
 /**
  * Unmeasured load on a server that has just started, before its first measured run. The per-run
  * warmup (a couple of seconds) covers connection setup and first allocations; a fresh Node process

@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Machine } from './machine.js'
-import type { Measurement } from './measure.js'
+import { type Measurement, PREWARM_CONNECTIONS } from './measure.js'
 
 /** One roof run and the Grace run right after it, under (nearly) the same machine conditions. */
 export interface Pair {
@@ -29,6 +29,8 @@ export interface RunInfo {
   command: string
   durationS: number
   warmupS: number
+  /** Seconds of each scenario on each server, once, before the first cell (0: none). */
+  prewarmS: number
   pairs: number
   /** What ran on which CPU, or why nothing was pinned. */
   pinning: string
@@ -191,7 +193,8 @@ export function docsSection(info: RunInfo, rows: Row[]): string {
     '## HTTP API against a no-op fastify roof',
     '',
     `Last run ${info.date} with \`${info.command}\`: ${info.pairs} pair${info.pairs === 1 ? '' : 's'} per cell, ` +
-      `each run after a ${info.warmupS} s warmup and measured for ${info.durationS} s, pipelining 1.`,
+      `each run after a ${info.warmupS} s warmup and measured for ${info.durationS} s, pipelining 1; ` +
+      (info.prewarmS > 0 ? `both servers prewarmed once with every scenario for ${info.prewarmS} s each at ${PREWARM_CONNECTIONS} connections.` : 'no prewarm.'),
     `Pinning: ${info.pinning}. Waited ${Math.round(info.quietWaitedS)} s in all for other processes to quiet down ` +
       `before pairs (at most ${info.quietWaitS} s each).`,
     `Machine: ${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; ` +
@@ -248,6 +251,11 @@ The machine is small, shared and noisy (the same server can give 10k req/s in on
   are medians over the pairs too, and the p50 target uses the median of Grace's per-pair p50s.
   \`-- --quick\` is 2 pairs of 3 s runs, about 4 minutes; the default takes about 13 on a quiet
   machine.
+- **Prewarm.** Once, after both servers have started: every scenario for \`--prewarm S\` seconds
+  (default 2) on each server at ${PREWARM_CONNECTIONS} connections, not measured. The first cell, at one connection,
+  came seconds after Grace started: V8 completed 344 optimizations in Grace's first 5 s of
+  registrations at one connection, 122 in the next 5 and 24 in the 5 after (\`--trace-opt\`), on
+  compiler threads that share the server's core.
 - **CPU per request.** Server CPU µs per response (all threads of the server process, from
   /proc) depends much less on how much of its core a server got than req/s does, so it is the
   steadier measure of Grace's work per request against the roof's.
