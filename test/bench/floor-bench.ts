@@ -1,0 +1,192 @@
+// `npm run bench:floor [-- --pairs N] [--duration S] [--warmup S] [--quiet-wait S]`
+//
+// The forwarding floor against the roof, at one connection: how close any design that forwards a
+// client's write to its owner can come to issue 4's latency target (roof/Grace p50 >= 0.6) on
+// the AP benchmark's layout. Three forward-floor.ts processes on the servers' CPU, as bench:ap's
+// three nodes, and the roof alone on it in its turn; the same requests as bench:ap's
+// 1-connection cells (ephemeral registrations, a new client each, and heartbeats of 1,000
+// clients). Alternating pairs, roof then floor; each floor run drives the next process in turn,
+// as bench:ap does with the nodes. Writes the floor section of docs/benchmarks.md.
+
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import type autocannon from 'autocannon'
+import { fatal, positive, progress, runInfoBase } from './cli.js'
+import { describeMachine, load1 } from './machine.js'
+import { type Measurement, PREWARM_CONNECTIONS, measure, prewarm } from './measure.js'
+import { pinSelf } from './pinning.js'
+import { waitQuiet } from './quiet.js'
+import { fixed, int, median, writeDocsSection } from './report.js'
+import { type Scenario, registerScenario } from './scenarios.js'
+import { type RunningServer, freePort, startServer, stopAll } from './servers.js'
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+const ROOF_SCRIPT = fileURLToPath(new URL('./roof-server.js', import.meta.url))
+const FLOOR_SCRIPT = fileURLToPath(new URL('./forward-floor.js', import.meta.url))
+/** issue 4: roof/Grace p50 at least this; the floor's ratio is the most any design can reach. */
+const TARGET_P50_RATIO = 0.6
+const CONNECTIONS = 1
+const PREWARM_S = 3
+
+const { values: opts } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '2' },
+    pairs: { type: 'string', default: '5' },
+    'quiet-wait': { type: 'string', default: '60' },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (opts.help) {
+  console.log('usage: npm run bench:floor -- [--pairs N] [--duration S] [--warmup S] [--quiet-wait S]')
+  process.exit(0)
+}
+const durationS = positive('--duration', opts.duration)
+const warmupS = positive('--warmup', opts.warmup)
+const pairs = Number(opts.pairs)
+if (!Number.isInteger(pairs) || pairs < 1) fatal(`--pairs must be a whole number ≥ 1, got ${opts.pairs}`)
+const quietWaitS = Number(opts['quiet-wait'])
+if (!(quietWaitS >= 0)) fatal(`--quiet-wait must be a number of seconds ≥ 0, got ${opts['quiet-wait']}`)
+
+const beatClient = (i: number) => `bench-ap-beat-${i}`
+function beatScenario(): Scenario {
+  let seq = 0
+  return {
+    id: 'beat',
+    title: 'heartbeat',
+    requests: (): autocannon.Request[] => [
+      {
+        method: 'PUT',
+        path: '/v1/ns/instances/beat',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (request) => ({ ...request, body: JSON.stringify({ clientId: beatClient(seq++ % 1000) }) }),
+      },
+    ],
+  }
+}
+const SCENARIOS: Scenario[] = [registerScenario('register', 'ephemeral register', 'bench-floor-eph', true), beatScenario()]
+
+interface Pair {
+  roof: Measurement
+  floor: Measurement
+}
+interface Row {
+  scenario: Scenario
+  pairs: Pair[]
+}
+
+const loadBefore = load1()
+const pinning = pinSelf()
+progress(`pinning: ${pinning.note}`)
+const tmp = mkdtempSync(join(tmpdir(), 'grace-bench-floor-'))
+const rows: Row[] = []
+let quietWaitedS = 0
+try {
+  const roofPort = await freePort()
+  const roof = await startServer({ name: 'roof', args: [ROOF_SCRIPT, '--host', '127.0.0.1', '--port', String(roofPort)], pinning }, roofPort)
+  const ports = [await freePort(), await freePort(), await freePort()]
+  const peerPorts = [await freePort(), await freePort(), await freePort()]
+  const peers = peerPorts.map((p) => `127.0.0.1:${p}`).join(',')
+  const floor: RunningServer[] = await Promise.all(
+    ports.map((port, i) =>
+      startServer(
+        {
+          name: `floor ${i + 1}`,
+          args: [FLOOR_SCRIPT, '--port', String(port), '--peer-port', String(peerPorts[i]), '--index', String(i), '--peers', peers],
+          stderrFile: join(tmp, `floor-${i + 1}.stderr.log`),
+          pinning,
+        },
+        port,
+      ),
+    ),
+  )
+  const floorCpu = () => floor.reduce((sum, s) => sum + (s.cpuSeconds() ?? Number.NaN), 0)
+  // As in the other benchmarks: once, before anything is measured, so that V8 has optimized.
+  for (const scenario of SCENARIOS) {
+    for (const url of [roof.url, floor.map((s) => s.url)]) {
+      const got = await prewarm(url, scenario.requests, PREWARM_CONNECTIONS, PREWARM_S)
+      if (got.non2xx > 0 || got.errors > 0) throw new Error(`prewarm of ${scenario.id} failed: ${got.non2xx} non-2xx, ${got.errors} errors`)
+    }
+  }
+  for (const scenario of SCENARIOS) {
+    const row: Row = { scenario, pairs: [] }
+    for (let i = 0; i < pairs; i++) {
+      quietWaitedS += await waitQuiet([roof, ...floor], quietWaitS, progress)
+      const settings = { connections: CONNECTIONS, warmupS, durationS }
+      const r = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
+      const f = await measure(floor[i % floor.length].url, scenario.requests, settings, floorCpu)
+      for (const [name, m] of [['roof', r], ['floor', f]] as const) {
+        if (m.non2xx > 0 || m.errors > 0 || m.responses === 0) throw new Error(`${name} ${scenario.id}: ${m.non2xx} non-2xx, ${m.errors} errors, ${m.responses} responses`)
+      }
+      row.pairs.push({ roof: r, floor: f })
+      progress(
+        `${scenario.id} pair ${i + 1}/${pairs}: roof p50 ${fixed(r.p50Ms, 3)} ms (${int(r.reqPerSec)} req/s, ${int(r.serverCpuUsPerReq)} µs/req), ` +
+          `floor p50 ${fixed(f.p50Ms, 3)} ms (${int(f.reqPerSec)} req/s, ${int(f.serverCpuUsPerReq)} µs/req): roof/floor p50 ${fixed(r.p50Ms / f.p50Ms, 2)}; ` +
+          `other cpu ${int(r.otherCpuPct)}% / ${int(f.otherCpuPct)}% (steal ${int(r.stealCpuPct)}% / ${int(f.stealCpuPct)}%)`,
+      )
+    }
+    rows.push(row)
+  }
+} finally {
+  await stopAll()
+  rmSync(tmp, { recursive: true, force: true })
+}
+
+const info = runInfoBase('npm run bench:floor', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore })
+const section = docsSection()
+console.log(section)
+writeDocsSection(join(ROOT, 'docs/benchmarks.md'), section, 'floor')
+progress('wrote the floor section of docs/benchmarks.md')
+
+function ratioOf(row: Row, of: (p: Pair) => number): string {
+  const v = row.pairs.map(of)
+  return `${fixed(median(v), 2)} (${fixed(Math.min(...v), 2)}–${fixed(Math.max(...v), 2)})`
+}
+
+function med(row: Row, side: keyof Pair, key: keyof Measurement): number {
+  return median(row.pairs.map((p) => p[side][key] as number))
+}
+
+function docsSection(): string {
+  const m = describeMachine()
+  const lines = [
+    '## The forwarding floor: what bench:ap\'s 1-connection p50 target allows',
+    '',
+    '`npm run bench:floor` measures, at one connection, the least a request costs on the AP',
+    "benchmark's layout when it must be answered by its client's owner among three processes, as",
+    'issue 4 requires of ephemeral writes sent to any node. Three processes (`test/bench/forward-floor.ts`)',
+    "on the servers' CPU, as bench:ap's three nodes, each taking the same requests through the same",
+    'fastify as Grace and the roof: a process that owns the client (FNV-1a of its id, modulo three)',
+    'answers at once; otherwise it sends the client id to the owner over TCP and answers when the owner',
+    'acknowledges, so two requests in three are forwarded, as in bench:ap. Nothing else: no store,',
+    'leases, sync to peers, validation or request log, so no design that forwards can be faster. The',
+    'roof is the one of the other benchmarks. Alternating pairs, roof then floor, each run after a',
+    'warmup, both prewarmed once; each floor run drives the next process in turn.',
+    '',
+    `Last run ${info.date} with \`${info.command}\`: ${pairs} pairs per scenario, each run after a ${warmupS} s warmup and measured for ${durationS} s, at ${CONNECTIONS} connection.`,
+    `Pinning: ${info.pinning}. Machine: ${m.cores} × ${m.cpuModel}, ${m.os}, Node ${m.node}; 1-minute load ${info.loadBefore} before, ${info.loadAfter} after.`,
+    '',
+    '| Scenario | Roof p50 / p99 ms | Floor p50 / p99 ms | roof/floor p50 | Floor/roof req/s | Server CPU µs/req roof / floor (3 processes) | Other CPU % max |',
+    '|---|--:|--:|--:|--:|--:|--:|',
+  ]
+  for (const row of rows) {
+    const other = Math.max(...row.pairs.flatMap((p) => [p.roof.otherCpuPct, p.floor.otherCpuPct]))
+    lines.push(
+      `| ${row.scenario.title} | ${fixed(med(row, 'roof', 'p50Ms'), 3)} / ${fixed(med(row, 'roof', 'p99Ms'), 2)} | ${fixed(med(row, 'floor', 'p50Ms'), 3)} / ${fixed(med(row, 'floor', 'p99Ms'), 2)} ` +
+        `| ${ratioOf(row, (p) => p.roof.p50Ms / p.floor.p50Ms)} | ${ratioOf(row, (p) => p.floor.reqPerSec / p.roof.reqPerSec)} ` +
+        `| ${int(med(row, 'roof', 'serverCpuUsPerReq'))} / ${int(med(row, 'floor', 'serverCpuUsPerReq'))} | ${int(other)} |`,
+    )
+  }
+  const best = Math.max(...rows.map((row) => median(row.pairs.map((p) => p.roof.p50Ms / p.floor.p50Ms))))
+  lines.push(
+    '',
+    `Ratios are medians of the per-pair ratios (range in brackets). issue 4 asks roof/Grace p50 ≥ ${TARGET_P50_RATIO} at one connection; ` +
+      (best < TARGET_P50_RATIO
+        ? `the floor itself reaches at most ${fixed(best, 2)}, so no design that forwards as required can meet that target on this layout.`
+        : `the floor reaches ${fixed(best, 2)}, so the target is within reach of a design that forwards, and the gap is Grace's own cost.`),
+  )
+  return lines.join('\n')
+}
