@@ -26,7 +26,7 @@ import { type Measurement, measure } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, cell, failures, fixed, int, med, median, noisyPairs, ratio, ratioRange, writeDocsSection } from './report.js'
-import { DISTINCT_INSTANCES, type Scenario, instanceAddress, registerScenario, sampleAnswer } from './scenarios.js'
+import { DISTINCT_INSTANCES, type Scenario, beatClient, beatScenario, instanceAddress, registerScenario, sampleAnswer } from './scenarios.js'
 import { type RunningServer, type ServerSpec, freePort, startServer, stopAll } from './servers.js'
 import { fatal, positive, progress, runInfoBase } from './cli.js'
 
@@ -208,26 +208,7 @@ async function stopCluster(c: Cluster, extraLogs: string[] = []): Promise<{ exit
 
 // ---- scenarios -------------------------------------------------------------------------------
 
-const beatClient = (i: number) => `bench-ap-beat-${i}`
-
-/** Heartbeats of BEAT_CLIENTS clients registered beforehand, by clientId, in turn. */
-function beatScenario(): Scenario {
-  let seq = 0
-  return {
-    id: 'beat',
-    title: 'heartbeat',
-    requests: () => [
-      {
-        method: 'PUT',
-        path: '/v1/ns/instances/beat',
-        headers: JSON_HEADERS,
-        setupRequest: (request) => ({ ...request, body: JSON.stringify({ clientId: beatClient(seq++ % BEAT_CLIENTS) }) }),
-      },
-    ],
-  }
-}
-
-const SCENARIOS: Scenario[] = [registerScenario('register', 'ephemeral register', 'bench-ap-eph', true), beatScenario()]
+const SCENARIOS: Scenario[] = [registerScenario('register', 'ephemeral register', 'bench-ap-eph', true), beatScenario(BEAT_CLIENTS)]
 
 /** Registers the heartbeat clients (long leases), 32 requests at a time over the nodes. */
 async function registerBeatClients(urls: string[]): Promise<void> {

@@ -12,6 +12,7 @@
 import { type Socket, connect, createServer } from 'node:net'
 import { parseArgs } from 'node:util'
 import { tuneV8ForServer } from '../../src/v8-tuning.js'
+import { frameOf, onAcks, onFrames } from './floor-frames.js'
 
 // As the roof: the same V8 settings as Grace, set before fastify loads.
 tuneV8ForServer()
@@ -46,23 +47,10 @@ function ownerOf(clientId: string): number {
   return (h >>> 0) % peerAddresses.length
 }
 
-// Frames are [u32 length][u32 id][client id]; the owner answers with the [u32 id].
+// A peer's frame (floor-frames.ts) carries a client id; owning it is all there is to do.
 createServer((socket) => {
   socket.setNoDelay(true)
-  let pending: Buffer = Buffer.alloc(0)
-  socket.on('data', (chunk: Buffer) => {
-    pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk
-    while (pending.length >= 4) {
-      const length = pending.readUInt32BE(0)
-      if (length < 4 || length > MAX_FRAME_BYTES) {
-        socket.destroy(new Error(`frame of ${length} bytes`))
-        return
-      }
-      if (pending.length < 4 + length) break
-      socket.write(pending.subarray(4, 8))
-      pending = pending.subarray(4 + length)
-    }
-  })
+  onFrames(socket, MAX_FRAME_BYTES, (frame) => socket.write(frame.subarray(0, 4)))
   socket.on('error', () => {})
 }).listen(Number(opts['peer-port']), HOST)
 
@@ -80,13 +68,7 @@ function linkTo(index: number): Promise<Socket> {
       socket.once('error', reject)
     }).then((socket) => {
       socket.setNoDelay(true)
-      let pending: Buffer = Buffer.alloc(0)
-      socket.on('data', (chunk: Buffer) => {
-        pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk
-        let at = 0
-        for (; at + 4 <= pending.length; at += 4) waiting.get(pending.readUInt32BE(at))?.()
-        pending = pending.subarray(at)
-      })
+      onAcks(socket, (id) => waiting.get(id)?.())
       socket.on('close', () => links.delete(index))
       return socket
     })
@@ -101,12 +83,8 @@ async function forward(clientId: string): Promise<void> {
   const owner = ownerOf(clientId)
   if (owner === self) return
   const socket = await linkTo(owner)
-  const bytes = Buffer.from(clientId)
   const id = nextId++ >>> 0
-  const frame = Buffer.allocUnsafe(8 + bytes.length)
-  frame.writeUInt32BE(4 + bytes.length, 0)
-  frame.writeUInt32BE(id, 4)
-  bytes.copy(frame, 8)
+  const frame = frameOf(id, Buffer.from(clientId))
   await new Promise<void>((resolve) => {
     waiting.set(id, () => {
       waiting.delete(id)

@@ -15,6 +15,7 @@ import { constants, open } from 'node:fs/promises'
 import { type Socket, connect, createServer } from 'node:net'
 import { parseArgs } from 'node:util'
 import { tuneV8ForServer } from '../../src/v8-tuning.js'
+import { frameOf, onAcks, onFrames } from './floor-frames.js'
 
 // As the roof: the same V8 settings as Grace, set before fastify loads.
 tuneV8ForServer()
@@ -49,28 +50,16 @@ function fail(message: string): never {
   process.exit(2)
 }
 
-/** Frames are [u32 length][u32 id][body]; an acknowledgement is the [u32 id] of a durable frame. */
+/** Appends each frame (floor-frames.ts) and acknowledges it once it is durable. */
 async function follower(): Promise<void> {
   createServer((socket) => {
     socket.setNoDelay(true)
-    let pending: Buffer = Buffer.alloc(0)
-    socket.on('data', (chunk: Buffer) => {
-      pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk
-      while (pending.length >= 4) {
-        const length = pending.readUInt32BE(0)
-        if (length < 4 || length > MAX_FRAME_BYTES) {
-          socket.destroy(new Error(`frame of ${length} bytes`))
-          return
-        }
-        if (pending.length < 4 + length) break
-        const frame = pending.subarray(4, 4 + length)
-        pending = pending.subarray(4 + length)
-        const ack = Buffer.from(frame.subarray(0, 4))
-        append(frame).then(
-          () => socket.write(ack),
-          (err: Error) => socket.destroy(err),
-        )
-      }
+    onFrames(socket, MAX_FRAME_BYTES, (frame) => {
+      const ack = Buffer.from(frame.subarray(0, 4))
+      append(frame).then(
+        () => socket.write(ack),
+        (err: Error) => socket.destroy(err),
+      )
     })
     socket.on('error', () => {})
   }).listen(Number(opts['peer-port']), HOST)
@@ -91,12 +80,8 @@ async function leader(): Promise<void> {
   app.get('/stored', async () => ({ count: stored.size }))
   app.post('/v1/ns/instances', (request, reply) => {
     const body = request.body as { ip?: string; port?: number }
-    const json = Buffer.from(JSON.stringify(body))
     const id = nextId++ >>> 0
-    const frame = Buffer.allocUnsafe(8 + json.length)
-    frame.writeUInt32BE(4 + json.length, 0)
-    frame.writeUInt32BE(id, 4)
-    json.copy(frame, 8)
+    const frame = frameOf(id, Buffer.from(JSON.stringify(body)))
     return new Promise<void>((resolve, reject) => {
       let own = false
       let acked = false
@@ -129,13 +114,7 @@ async function leader(): Promise<void> {
           s.once('error', reject)
         })
         socket.setNoDelay(true)
-        let pending: Buffer = Buffer.alloc(0)
-        socket.on('data', (chunk: Buffer) => {
-          pending = pending.length > 0 ? Buffer.concat([pending, chunk]) : chunk
-          let at = 0
-          for (; at + 4 <= pending.length; at += 4) waiting.get(pending.readUInt32BE(at))?.()
-          pending = pending.subarray(at)
-        })
+        onAcks(socket, (id) => waiting.get(id)?.())
         socket.on('error', (err) => fail(`follower ${address}: ${err.message}`))
         return socket
       } catch (err) {

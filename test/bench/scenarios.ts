@@ -58,6 +58,26 @@ export function registerScenario(id: string, title: string, service: string, eph
   }
 }
 
+/** The client id of the k-th heartbeat client (registered beforehand by the benchmark that beats). */
+export const beatClient = (k: number): string => `bench-ap-beat-${k}`
+
+/** Heartbeats by clientId, cycling through `clients` clients registered beforehand. */
+export function beatScenario(clients: number): Scenario {
+  let seq = 0
+  return {
+    id: 'beat',
+    title: 'heartbeat',
+    requests: () => [
+      {
+        method: 'PUT',
+        path: '/v1/ns/instances/beat',
+        headers: JSON_HEADERS,
+        setupRequest: (request) => ({ ...request, body: JSON.stringify({ clientId: beatClient(seq++ % clients) }) }),
+      },
+    ],
+  }
+}
+
 function configPublishScenario(): Scenario {
   let seq = 0
   return {
