@@ -3,9 +3,9 @@
 // clusters: a leader that takes the same HTTP request as Grace (the same fastify, the same V8
 // settings, JSON parsed, a constant answer) and two followers. Per write the leader appends the
 // body to its own file and sends it to both followers over TCP; each follower appends it to its
-// file and answers; the leader answers the client once its own append and one follower's are
-// durable. Each append is one write to a file opened with O_DSYNC (one libuv pool task, as one
-// synced LevelDB batch is). Nothing else: no log index, no terms, no state machine, no storage
+// file and answers; the leader answers the client once two of the three copies (its own
+// included) are durable. Each append is one write to a file opened with O_DSYNC (one libuv pool
+// task, as one synced LevelDB batch is). Nothing else: no log index, no terms, no state machine, no storage
 // engine, no validation, no request log. A real system can only be slower than this.
 //
 //   node replication-floor.js --role follower --port P --peer-port Q --file F
@@ -83,23 +83,17 @@ async function leader(): Promise<void> {
     const id = nextId++ >>> 0
     const frame = frameOf(id, Buffer.from(JSON.stringify(body)))
     return new Promise<void>((resolve, reject) => {
-      let own = false
-      let acked = false
-      const done = () => {
-        if (!own || !acked) return
+      // Answered once any two of the three copies are durable: a majority, whichever they are.
+      let durable = 0
+      const oneMore = () => {
+        if (++durable !== 2) return
+        waiting.delete(id)
         stored.add(`${body.ip}:${body.port}`)
         resolve()
       }
-      waiting.set(id, () => {
-        waiting.delete(id)
-        acked = true
-        done()
-      })
+      waiting.set(id, oneMore)
       for (const link of links) link.write(frame)
-      append(frame.subarray(4)).then(() => {
-        own = true
-        done()
-      }, reject)
+      append(frame.subarray(4)).then(oneMore, reject)
     }).then(() => reply.type(JSON_TYPE).send('{"ok":true}'))
   })
   await app.listen({ host: HOST, port: Number(opts.port) })
