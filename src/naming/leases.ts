@@ -417,5 +417,6 @@ export function expire(record: ClientRecord, silentMs: number): ClientRecord {
       instances.push(withHealth(i, healthy))
     }
   }
-  return changed ? { ...record, version: record.version + 1, instances } : record
+  // A copy exactly as long (slice): the pushes left room for 17, kept with the record.
+  return changed ? { ...record, version: record.version + 1, instances: instances.slice() } : record
 }

@@ -6,12 +6,14 @@ import { fail } from '../core/errors.js'
 import { LIMITS } from '../core/limits.js'
 import { type Fields, asFields, bool, name, optionalBool, queryBool, stringMap } from '../core/validate.js'
 import type { EphemeralOp } from './service.js'
+import { sharedName } from './shared-names.js'
 import {
   BEAT_METADATA,
   DEFAULT_CLUSTER,
   DEFAULT_GROUP,
   DEFAULT_NAMESPACE,
   type HealthCheck,
+  EMPTY_METADATA,
   type Instance,
   type ServiceMeta,
   type ServiceName,
@@ -70,7 +72,9 @@ export function parseWeight(value: unknown): number | undefined {
 
 const BEAT_METADATA_KEYS = Object.values(BEAT_METADATA)
 
-export function parseMetadata(value: unknown): Record<string, string> {
+/** An instance's metadata, checked; none given is the shared EMPTY_METADATA. */
+export function parseMetadata(value: unknown): Readonly<Record<string, string>> {
+  if (value === undefined || value === null) return EMPTY_METADATA
   const metadata = stringMap(value, 'metadata', LIMITS.maxMetadataBytes)
   for (const key of BEAT_METADATA_KEYS) {
     const v = metadata[key]
@@ -89,12 +93,13 @@ export function parseInstance(f: Fields): Instance {
   const port = parsePort(f.port)
   const { namespace, group, service } = parseServiceName(f)
   // One literal rather than a spread of the name: every registration's instance record is
-  // built here, and a literal gives them all one shape (see tsconfig.json on spreads).
+  // built here, and a literal gives them all one shape (see tsconfig.json on spreads). The names
+  // are the ones other instances hold already (shared-names.ts): an instance lives long.
   return {
-    namespace,
-    group,
-    service,
-    cluster: parseCluster(f.cluster),
+    namespace: sharedName(namespace),
+    group: sharedName(group),
+    service: sharedName(service),
+    cluster: sharedName(parseCluster(f.cluster)),
     ip,
     port,
     weight: parseWeight(f.weight) ?? 1,
@@ -102,7 +107,9 @@ export function parseInstance(f: Fields): Instance {
     healthy: bool(f.healthy, 'healthy', true),
     ephemeral,
     metadata: parseMetadata(f.metadata),
-    clientId: ephemeral ? name(f.clientId, 'clientId', `${ip}:${port}`) : '',
+    // join, not `${ip}:${port}`: the default id is kept as long as the client lives, and a
+    // template of 13 characters or more makes a cons string (model.ts storedInstanceId).
+    clientId: ephemeral ? name(f.clientId, 'clientId', [ip, port].join(':')) : '',
   }
 }
 
@@ -122,13 +129,13 @@ export interface InstancePatch {
   readonly enabled?: boolean
   /** Persistent instances only: set by hand until the server's health checks take over. */
   readonly healthy?: boolean
-  readonly metadata?: Record<string, string>
+  readonly metadata?: Readonly<Record<string, string>>
 }
 
 /** PATCH /v1/ns/instances: absent fields stay as they are; metadata, when given, replaces. */
 export function parseInstancePatch(f: Fields): { ref: InstanceRef; patch: InstancePatch } {
   const ref = parseInstanceRef(f)
-  const patch: { weight?: number; enabled?: boolean; healthy?: boolean; metadata?: Record<string, string> } = {}
+  const patch: { weight?: number; enabled?: boolean; healthy?: boolean; metadata?: Readonly<Record<string, string>> } = {}
   const weight = parseWeight(f.weight)
   if (weight !== undefined) patch.weight = weight
   const enabled = optionalBool(f.enabled, 'enabled')

@@ -8,7 +8,7 @@
 // would keep it), so each node drops it from its own memory, without a log entry.
 
 import { createHash } from 'node:crypto'
-import { type Instance, type ProbeCheck, type ServiceMeta, type ServiceName, instanceIdOf, sameSlot, serviceKey } from './model.js'
+import { type Instance, type ProbeCheck, type ServiceMeta, type ServiceName, instanceIdOf, sameSlot, serviceKey, storedInstanceId } from './model.js'
 import type { InstanceQuery } from './validate.js'
 
 /** How long a service with no instances and no record is kept. */
@@ -189,7 +189,7 @@ export class NamingView {
   putInstance(instance: Instance): void {
     const entry = this.entryFor(instance)
     const map = instance.ephemeral ? entry.ephemeral : entry.persistent
-    map.set(instanceIdOf(instance), instance)
+    map.set(storedInstanceId(instance), instance)
     if (!instance.ephemeral) this.durable++
     this.changed(entry)
   }

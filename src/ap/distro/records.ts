@@ -106,6 +106,16 @@ function floorOf(item: Versioned): number {
   return isTombstone(item) ? item.version : (item.floor ?? 0)
 }
 
+/**
+ * A record's floor as it is stored: none rather than 0, which nearly every record has. A field
+ * that only ever holds numbers, some of them versions above 2^31, V8 keeps as a separate heap
+ * number for every record, 0 included (16 bytes per client on every node); a field that also
+ * holds undefined keeps undefined and small integers in place.
+ */
+export function floorField(floor: number): number | undefined {
+  return floor === 0 ? undefined : floor
+}
+
 /** Whether two instances with the same key say the same thing (a re-registration that changes nothing). */
 export function sameContent(a: Instance, b: Instance): boolean {
   if (a === b) return true
@@ -139,14 +149,14 @@ export function writeClient(held: Versioned | undefined, clientId: string, insta
   // garbage on the owner): a first registration, and one instance changed in place (a weight,
   // health marked by expiry or a beat).
   if (instances.length === 1) {
-    if (before === undefined) return { clientId, version, instances, stamps: undefined, removals: undefined, floor }
+    if (before === undefined) return { clientId, version, instances, stamps: undefined, removals: undefined, floor: floorField(floor) }
     if (before.instances.length === 1) {
       const was = before.instances[0]!
       const key = instanceKey(instances[0]!)
       if (instanceKey(was) === key) {
         if (sameContent(was, instances[0]!)) return null
         const removals = before.removals?.filter((r) => r.key !== key)
-        return { clientId, version, instances, stamps: undefined, removals: removals === undefined ? undefined : compactRemovals(removals), floor }
+        return { clientId, version, instances, stamps: undefined, removals: removals === undefined ? undefined : compactRemovals(removals), floor: floorField(floor) }
       }
     }
   }
@@ -181,7 +191,7 @@ export function writeClient(held: Versioned | undefined, clientId: string, insta
     for (const r of before.removals ?? []) if (!written.has(r.key)) removals.push(r)
   }
   // Something changed, so an instance or a removal carries `version`, the newest of all.
-  return { clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor }
+  return { clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor: floorField(floor) }
 }
 
 /**
@@ -279,7 +289,7 @@ export function mergeEntries(held: Versioned, incoming: Versioned): Versioned | 
   const merged: Versioned =
     instances.length === 0
       ? tombstone(held.clientId, floor, boundRemovals(removals))
-      : { clientId: held.clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor }
+      : { clientId: held.clientId, version, instances, stamps: compactStamps(stamps, version), removals: compactRemovals(removals), floor: floorField(floor) }
   // The bound on removals can drop exactly what incoming added: then nothing changed after all.
   if (capped && isTombstone(merged) === isTombstone(held) && fingerprint(merged) === fingerprint(held)) return null
   return merged

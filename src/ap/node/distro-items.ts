@@ -36,9 +36,10 @@ import { isIP } from 'node:net'
 import { GraceError } from '../../core/errors.js'
 import { LIMITS } from '../../core/limits.js'
 import { name } from '../../core/validate.js'
-import type { Instance } from '../../naming/model.js'
+import { EMPTY_METADATA, type Instance } from '../../naming/model.js'
+import { sharedName } from '../../naming/shared-names.js'
 import { DISTRO_LIMITS } from '../distro/limits.js'
-import { compactStamps, instanceKey } from '../distro/records.js'
+import { compactStamps, floorField, instanceKey } from '../distro/records.js'
 import { isTombstone, tombstone, type InstanceRemoval, type Versioned } from '../distro/types.js'
 
 /** The first byte of a message in this form (a JSON payload starts with '{', 0x7b). */
@@ -58,8 +59,6 @@ const MAX_KEY_BYTES = 4 * LIMITS.maxNameBytes + 64
 const MAX_IP_BYTES = 64
 
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
-
-const EMPTY_METADATA: Readonly<Record<string, string>> = Object.freeze({})
 
 /** A refusal of a malformed message: INVALID_ARGUMENT, so the transport answers it as such. */
 export function malformed(what: string): never {
@@ -400,8 +399,15 @@ class ItemsReader {
     const floor = versionOf(r.f64(), `the floor of ${clientId}`)
     const count = r.varint()
     if (count === 0 || count > LIMITS.maxInstancesPerClient) malformed(`${clientId} holds ${count} instances, not 1 to ${LIMITS.maxInstancesPerClient}`)
-    const instances: Instance[] = []
-    for (let k = 0; k < count; k++) instances.push(this.instance(clientId))
+    // Exactly as long as it is: a list grown by push() keeps room for 17 (136 bytes more per
+    // client, for as long as the record is held, on every node).
+    let instances: Instance[]
+    if (count === 1) instances = [this.instance(clientId)]
+    else {
+      instances = []
+      for (let k = 0; k < count; k++) instances.push(this.instance(clientId))
+      instances = instances.slice()
+    }
     // Every stamp and removal lies in (floor, version], and version is the newest of them: the
     // shape records.ts writeClient and mergeClient produce, which mergeClient relies on.
     let newest = floor
@@ -437,7 +443,7 @@ class ItemsReader {
     for (const rm of removals) if (rm.version > newest) newest = rm.version
     if (newest !== version) malformed(`the version of ${clientId} is not its newest stamp`)
     // Kept as records.ts writeClient keeps them: no lists that say nothing.
-    return { clientId, version, instances, stamps: stamps && compactStamps(stamps, version), removals: removals.length === 0 ? undefined : removals, floor }
+    return { clientId, version, instances, stamps: stamps && compactStamps(stamps, version), removals: removals.length === 0 ? undefined : removals, floor: floorField(floor) }
   }
 
   /**
@@ -473,8 +479,11 @@ class ItemsReader {
     if (isIP(ip) === 0) malformed(`an instance of ${clientId} has no valid ip`)
     const port = r.varint()
     if (port < 1 || port > 65535) malformed(`an instance of ${clientId} has no valid port`)
-    const weight = r.f64()
-    if (!Number.isFinite(weight) || weight < 0 || weight > LIMITS.maxWeight) malformed(`an instance of ${clientId} has no valid weight`)
+    const w = r.f64()
+    if (!Number.isFinite(w) || w < 0 || w > LIMITS.maxWeight) malformed(`an instance of ${clientId} has no valid weight`)
+    // A whole weight (nearly all) as a small integer, as a JSON registration's: read as a float,
+    // V8 keeps it in a separate heap number, 16 bytes per instance held.
+    const weight = Number.isInteger(w) ? w | 0 : w
     const flags = r.u8()
     if (flags > 3) malformed(`an instance of ${clientId} has no valid flags`)
     // A fresh object with exactly the model's fields: nothing else a peer sends reaches the views.
@@ -503,7 +512,8 @@ class ItemsReader {
   private name(field: string): string {
     const i = this.ref()
     if (this.nameOk[i] === 0) {
-      name(this.strings[i], field)
+      // The string the instances of earlier messages hold (shared-names.ts), not this message's copy.
+      this.strings[i] = sharedName(name(this.strings[i], field))
       this.nameOk[i] = 1
     }
     return this.strings[i]!

@@ -36,7 +36,7 @@ t.test('writeClient: stamps what changed, remembers what was removed, and writes
   t.equal(w1.stamps, undefined, 'every instance written at the version: no stamps kept')
   t.same([stampAt(w1, 0), stampAt(w1, 1)], [10, 10])
   t.equal(w1.removals, undefined, 'nothing removed: no list kept')
-  t.equal(w1.floor, 0)
+  t.equal(w1.floor, undefined, 'no floor (0) is kept as none')
   t.equal(writeClient(w1, 'c', [A, { ...B }], 11), null, 'the same instances again (a re-registration): nothing to write')
   const w2 = writeClient(w1, 'c', [A, { ...B, weight: 5 }, C], 12)!
   t.same(w2.stamps, [10, 12, 12], 'A kept its stamp; B changed and C is new')
@@ -52,10 +52,10 @@ t.test('writeClient: stamps what changed, remembers what was removed, and writes
 
 t.test('writeClient: a client of one instance (written without the general path\'s maps) gets the same record', async (t) => {
   const first = writeClient(undefined, 'c', [A], 10)!
-  t.same(first, { clientId: 'c', version: 10, instances: [A], stamps: undefined, removals: undefined, floor: 0 })
+  t.same(first, { clientId: 'c', version: 10, instances: [A], stamps: undefined, removals: undefined, floor: undefined })
   t.equal(writeClient(first, 'c', [{ ...A }], 11), null, 'the same instance again: nothing to write')
   const heavier = writeClient(first, 'c', [{ ...A, weight: 3 }], 12)!
-  t.same(heavier, { clientId: 'c', version: 12, instances: [{ ...A, weight: 3 }], stamps: undefined, removals: undefined, floor: 0 })
+  t.same(heavier, { clientId: 'c', version: 12, instances: [{ ...A, weight: 3 }], stamps: undefined, removals: undefined, floor: undefined })
   // A client that held two and kept one remembers the other's removal through later writes of the one left.
   const kept = writeClient(writeClient(undefined, 'c', [A, B], 20)!, 'c', [A], 21)!
   t.same(kept.removals, [{ key: instanceKey(B), version: 21 }])
