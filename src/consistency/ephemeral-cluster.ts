@@ -25,10 +25,14 @@ import type { BeatResult, EphemeralOp, EphemeralOwners, NamingService } from '..
 import {
   FORWARD_BEAT_METHOD,
   FORWARD_METHOD,
+  FORWARD_REGISTER_METHOD,
+  REGISTER_ANSWER,
   decodeBeatAnswer,
   decodeForwardAnswer,
   decodeForwardedBeat,
   decodeForwardedOp,
+  decodeForwardedRegistration,
+  decodeRegisterAnswer,
   encodeBeatAnswer,
   encodeForward,
   encodeForwardAnswer,
@@ -115,6 +119,12 @@ export class EphemeralCluster implements EphemeralOwners {
       refuseWhileLoading()
       return encodeBeatAnswer((await naming.executeForwarded({ op: 'beat', request })) as BeatResult)
     })
+    this.opts.transport.onCall(FORWARD_REGISTER_METHOD, async (_from, payload) => {
+      const instance = decodeForwardedRegistration(payload)
+      refuseWhileLoading()
+      await naming.executeForwarded({ op: 'register', instance })
+      return REGISTER_ANSWER
+    })
   }
 
   /** Loads a copy of the AP data from a peer, then starts syncing and checking the members. */
@@ -195,7 +205,8 @@ export class EphemeralCluster implements EphemeralOwners {
       if (e.remoteCode && e.remoteCode in ERROR_CODES) throw new GraceError(e.remoteCode as ErrorCode, e.message ?? `error at ${to}`)
       throw new GraceError('UNAVAILABLE', `the node responsible for this client (${to}) did not answer (${e.message ?? String(err)}); retry`)
     }
-    return method === FORWARD_BEAT_METHOD ? decodeBeatAnswer(answer) : decodeForwardAnswer(answer)
+    if (method === FORWARD_BEAT_METHOD) return decodeBeatAnswer(answer)
+    return method === FORWARD_REGISTER_METHOD ? decodeRegisterAnswer(answer) : decodeForwardAnswer(answer)
   }
 
   /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */

@@ -249,15 +249,24 @@ export class ByteReader {
   private readonly buf: Buffer
   pos = 0
 
-  constructor(payload: Uint8Array) {
+  /** `kind` names the payload in refusals: "malformed <kind>: ...". */
+  constructor(
+    payload: Uint8Array,
+    private readonly kind: string = 'distro message',
+  ) {
     this.buf = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+  }
+
+  /** Refuses the payload (INVALID_ARGUMENT, so the transport answers it as such). */
+  refuse(what: string): never {
+    throw new GraceError('INVALID_ARGUMENT', `malformed ${this.kind}: ${what}`)
   }
 
   /** Refuses a payload in another format than `format` before reading anything else. */
   format(format: number): void {
     const first = this.buf.length === 0 ? undefined : this.buf[0]
     if (first !== format) {
-      malformed(
+      this.refuse(
         first === 0x7b
           ? 'a JSON message where this node reads the binary form (a peer of an older version?)'
           : `format ${first === undefined ? 'none (empty)' : `0x${first.toString(16)}`}, this node reads 0x${format.toString(16)} (a peer of another version?)`,
@@ -267,11 +276,11 @@ export class ByteReader {
   }
 
   end(): void {
-    if (this.pos !== this.buf.length) malformed(`${this.buf.length - this.pos} bytes after the message`)
+    if (this.pos !== this.buf.length) this.refuse(`${this.buf.length - this.pos} bytes after the message`)
   }
 
   private need(n: number): void {
-    if (this.pos + n > this.buf.length) malformed('the message ends early')
+    if (this.pos + n > this.buf.length) this.refuse('the message ends early')
   }
 
   u8(): number {
@@ -288,7 +297,7 @@ export class ByteReader {
       if (b < 128) return v
       scale *= 128
     }
-    malformed('a varint longer than 5 bytes')
+    this.refuse('a varint longer than 5 bytes')
   }
 
   /** n little-endian u32 values. */
@@ -315,14 +324,22 @@ export class ByteReader {
   /** A string of at most maxBytes bytes of UTF-8 (invalid UTF-8 is refused, not replaced). */
   string(maxBytes: number, what: string): string {
     const n = this.varint()
-    if (n > maxBytes) malformed(`${what} is over ${maxBytes} bytes`)
+    if (n > maxBytes) this.refuse(`${what} is over ${maxBytes} bytes`)
     this.need(n)
     const start = this.pos
     const end = start + n
     this.pos = end
     const buf = this.buf
-    for (let i = start; i < end; i++) if (buf[i]! >= 0x80) return utf8(buf.subarray(start, end), what)
+    for (let i = start; i < end; i++) if (buf[i]! >= 0x80) return this.utf8(buf.subarray(start, end), what)
     return buf.toString('latin1', start, end)
+  }
+
+  private utf8(bytes: Uint8Array, what: string): string {
+    try {
+      return fatalUtf8.decode(bytes)
+    } catch {
+      this.refuse(`${what} is not UTF-8`)
+    }
   }
 
   /** The bytes in [start, end) as Latin-1 text: a cheap exact key for a byte range. */
@@ -331,13 +348,6 @@ export class ByteReader {
   }
 }
 
-function utf8(bytes: Uint8Array, what: string): string {
-  try {
-    return fatalUtf8.decode(bytes)
-  } catch {
-    malformed(`${what} is not UTF-8`)
-  }
-}
 
 function versionOf(x: number, what: string): number {
   if (!Number.isSafeInteger(x) || x < 0) malformed(`${what} is not a non-negative integer`)
