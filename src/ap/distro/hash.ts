@@ -106,6 +106,24 @@ export function feedInteger(n: number): void {
   partsLength++
 }
 
+/** Where a hash being fed stands, to go on from there later (resumeParts). */
+export interface PartsState {
+  readonly hash: number
+  readonly length: number
+  readonly pending: number
+}
+
+export function partsState(): PartsState {
+  return { hash: partsHash, length: partsLength, pending: partsPending }
+}
+
+/** Goes on with a hash from where partsState() was taken, as if what was fed before it were fed again. */
+export function resumeParts(state: PartsState): void {
+  partsHash = state.hash
+  partsLength = state.length
+  partsPending = state.pending
+}
+
 /** hashString of everything fed since beginParts. */
 export function finishParts(): number {
   let h = partsHash

@@ -43,7 +43,7 @@
 import { assert } from '../../core/assert.js'
 import { instanceIdOf, sameSlot, serviceKey, type Instance } from '../../naming/model.js'
 import { bucketHash } from './digest.js'
-import { SEED_A, SEED_B, beginParts, feedInteger, feedString, finishParts, hashString, mix32 } from './hash.js'
+import { SEED_A, SEED_B, type PartsState, beginParts, feedInteger, feedString, finishParts, hashString, mix32, partsState, resumeParts } from './hash.js'
 import { DISTRO_LIMITS } from './limits.js'
 import { isTombstone, tombstone, type ClientState, type InstanceRemoval, type NodeId, type Tombstone, type Versioned } from './types.js'
 
@@ -80,17 +80,31 @@ export function instanceKey(i: Instance): string {
   return serviceKey(i) + SEP + instanceIdOf(i)
 }
 
+/**
+ * The names the last instance key hash began with, and the hash's state after them. Most keys
+ * hashed in a row are of one service and cluster (a sync batch, a registration's fingerprint on
+ * each node), and the names are most of a key's characters: they are fed once per change of
+ * service or cluster, not once per key.
+ */
+let lastNames: { readonly seed: number; readonly namespace: string; readonly group: string; readonly service: string; readonly cluster: string; readonly state: PartsState } | undefined
+
 /** hashString(instanceKey(i), seed) without building the key. */
 export function instanceKeyHash(i: Instance, seed: number): number {
-  beginParts(seed)
-  feedString(i.namespace)
-  feedString(SEP)
-  feedString(i.group)
-  feedString(SEP)
-  feedString(i.service)
-  feedString(SEP)
-  feedString(i.cluster)
-  feedString(SEP)
+  const last = lastNames
+  if (last !== undefined && last.seed === seed && last.cluster === i.cluster && last.service === i.service && last.group === i.group && last.namespace === i.namespace) {
+    resumeParts(last.state)
+  } else {
+    beginParts(seed)
+    feedString(i.namespace)
+    feedString(SEP)
+    feedString(i.group)
+    feedString(SEP)
+    feedString(i.service)
+    feedString(SEP)
+    feedString(i.cluster)
+    feedString(SEP)
+    lastNames = { seed, namespace: i.namespace, group: i.group, service: i.service, cluster: i.cluster, state: partsState() }
+  }
   feedString(i.ip)
   feedString(SEP)
   feedInteger(i.port)

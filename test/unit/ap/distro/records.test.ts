@@ -91,6 +91,27 @@ t.test('instanceKeyHash is hashString of instanceKey, without building the key',
   t.pass('2,000 random instances, both seeds')
 })
 
+t.test('instanceKeyHash goes on from the names of the key before only when they are the same', async (t) => {
+  // Names that join to the same text in other parts, one part changed at a time, odd and even
+  // lengths (a code unit left waiting for its pair), seeds alternating, interleaved in every order.
+  const names = [
+    { namespace: 'public', group: 'DEFAULT_GROUP', service: 'ab', cluster: 'c' },
+    { namespace: 'public', group: 'DEFAULT_GROUP', service: 'a', cluster: 'bc' },
+    { namespace: 'public', group: 'DEFAULT_GROUP', service: 'ab', cluster: 'DEFAULT' },
+    { namespace: 'public', group: 'g', service: 'ab', cluster: 'c' },
+    { namespace: 'dev', group: 'DEFAULT_GROUP', service: 'ab', cluster: 'c' },
+    { namespace: 'public', group: 'DEFAULT_GROUP', service: 'ab€', cluster: 'c' },
+  ]
+  const random = mulberry32(5)
+  let wrong = 0
+  for (let n = 0; n < 3000; n++) {
+    const i = { ...instance('c', 1 + Math.floor(random() * 65535)), ...pick(random, names), ip: `10.0.0.${Math.floor(random() * 256)}` }
+    const seed = random() < 0.5 ? SEED_A : SEED_B
+    if (instanceKeyHash(i, seed) !== hashString(instanceKey(i), seed)) wrong++
+  }
+  t.equal(wrong, 0, '3,000 keys of six close names, in random order')
+})
+
 t.test('mergeClient: per instance the newest write wins; concurrent writes both survive', async (t) => {
   const full = writeClient(undefined, 'c', [A, B], 10)!
   t.equal(mergeClient(full, full), null, 'a duplicate adds nothing')
