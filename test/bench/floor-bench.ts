@@ -18,7 +18,7 @@ import { describeMachine, load1 } from './machine.js'
 import { type Measurement, PREWARM_CONNECTIONS, measure, prewarm } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
-import { fixed, int, median, writeDocsSection } from './report.js'
+import { NOISY_OTHER_CPU_PCT, fixed, int, median, writeDocsSection } from './report.js'
 import { type Scenario, beatScenario, registerScenario } from './scenarios.js'
 import { type RunningServer, freePort, startServer, stopAll } from './servers.js'
 
@@ -166,6 +166,8 @@ function docsSection(): string {
   }
   const reach = rows.map((row) => ({ title: row.scenario.title, ratio: median(row.pairs.map((p) => p.roof.p50Ms / p.floor.p50Ms)) }))
   const below = reach.filter((r) => r.ratio < TARGET_P50_RATIO)
+  const all = rows.flatMap((row) => row.pairs)
+  const noisy = all.filter((p) => p.roof.otherCpuPct > NOISY_OTHER_CPU_PCT || p.floor.otherCpuPct > NOISY_OTHER_CPU_PCT).length
   lines.push(
     '',
     `Ratios are medians of the per-pair ratios (range in brackets). issue 4 asks roof/Grace p50 ≥ ${TARGET_P50_RATIO} at one connection; ` +
@@ -174,7 +176,8 @@ function docsSection(): string {
         ? 'No design that forwards as required can meet that target on this layout.'
         : below.length > 0
           ? `No design that forwards as required can meet it for ${below.map((r) => r.title).join(' and ')} on this layout; elsewhere the gap is Grace's own cost.`
-          : "A design that forwards can meet it on this layout: the gap is Grace's own cost."),
+          : "A design that forwards can meet it on this layout: the gap is Grace's own cost.") +
+      (noisy > 0 ? ` ${noisy} of ${all.length} pairs were noisy (other processes above ${NOISY_OTHER_CPU_PCT} % of a core in a run): a quiet run settles it.` : ''),
   )
   return lines.join('\n')
 }
