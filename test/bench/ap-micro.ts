@@ -17,7 +17,7 @@
 
 import { parseArgs } from 'node:util'
 import type { ClientRecord } from '../../src/ap/store.js'
-import { DistroNode, SYNC_INTERVAL_MS, type DistroTransport } from '../../src/ap/node/distro-node.js'
+import { DistroNode, SYNC_INTERVAL_MS } from '../../src/ap/node/distro-node.js'
 import { ManualClock, SystemClock, type Clock } from '../../src/core/clock.js'
 import { silentLogger } from '../../src/core/logger.js'
 import { ClientLeases } from '../../src/naming/leases.js'
@@ -25,6 +25,7 @@ import { BEAT_METADATA, type Instance } from '../../src/naming/model.js'
 import { SELF_PRESERVATION_DEFAULTS } from '../../src/naming/self-preservation.js'
 import { NamingPush } from '../../src/naming/push.js'
 import { NamingView } from '../../src/naming/view.js'
+import { MemoryNet } from './memory-net.js'
 
 const { values: opts } = parseArgs({
   options: {
@@ -35,29 +36,6 @@ const { values: opts } = parseArgs({
 })
 const N = Number(opts.instances)
 const REPS = Number(opts.reps)
-
-/** Peers in one process: each call runs the handler on a later turn, with copies of the bytes. */
-class MemoryNet {
-  private readonly handlers = new Map<string, Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>>()
-
-  transport(self: string): DistroTransport {
-    const mine = new Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>()
-    this.handlers.set(self, mine)
-    return {
-      call: async (to, method, payload) => {
-        const h = this.handlers.get(to)?.get(method)
-        if (!h) throw new Error(`${to} does not serve ${method}`)
-        await new Promise((r) => setImmediate(r))
-        const answer = await h(self, Uint8Array.prototype.slice.call(payload))
-        await new Promise((r) => setImmediate(r))
-        return Uint8Array.prototype.slice.call(answer)
-      },
-      onCall: (method, handler) => {
-        mine.set(method, handler)
-      },
-    }
-  }
-}
 
 function instance(k: number): Instance {
   const ip = `10.0.${(k >> 8) & 255}.${k & 255}`

@@ -23,7 +23,7 @@ import { resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
-import type { DistroTransport } from '../../src/ap/node/distro-node.js'
+import { MemoryNet } from './memory-net.js'
 
 const { values: opts } = parseArgs({
   options: {
@@ -43,29 +43,6 @@ if (!gc) throw new Error('run with node --expose-gc')
 
 /** This build's root (the directory holding dist/). */
 const HERE = fileURLToPath(new URL('../../../', import.meta.url))
-
-/** Peers in one process: each call runs the handler on a later turn, with copies of the bytes. */
-class MemoryNet {
-  private readonly handlers = new Map<string, Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>>()
-
-  transport(self: string): DistroTransport {
-    const mine = new Map<string, (from: string, p: Uint8Array) => Promise<Uint8Array>>()
-    this.handlers.set(self, mine)
-    return {
-      call: async (to, method, payload) => {
-        const h = this.handlers.get(to)?.get(method)
-        if (!h) throw new Error(`${to} does not serve ${method}`)
-        await new Promise((r) => setImmediate(r))
-        const answer = await h(self, Uint8Array.prototype.slice.call(payload))
-        await new Promise((r) => setImmediate(r))
-        return Uint8Array.prototype.slice.call(answer)
-      },
-      onCall: (method, handler) => {
-        mine.set(method, handler)
-      },
-    }
-  }
-}
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- modules of either build, loaded by path */
 interface Build {

@@ -2,12 +2,9 @@
 // process with V8's natives syntax: process.nextTick's feedback after major GCs that ran while
 // no tick object was alive, as happens to an idle server.
 
-import { spawnSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { pinTickObjectShape } from '../../src/v8-tuning.js'
+import { runWithNatives } from '../helpers/natives.js'
 
 const MODULE = new URL('../../src/v8-tuning.js', import.meta.url).href
 
@@ -24,23 +21,7 @@ function tickFeedbackAfterIdleGcs(pin: boolean): string[] {
     await ticks()
     new Function('f', '%DebugPrint(f)')(process.nextTick)
   `
-  // Without the test runner's NODE_OPTIONS: its preloaded modules run nextTick code of their own.
-  // V8 prints through C's stdio, which lost the end of its output on a pipe: a file gets it all.
-  const dir = mkdtempSync(join(tmpdir(), 'grace-v8-'))
-  const out = openSync(join(dir, 'out'), 'w')
-  try {
-    const child = spawnSync(process.execPath, ['--allow-natives-syntax', '--expose-gc', '--input-type=module', '-e', script], {
-      env: { ...process.env, NODE_OPTIONS: '' },
-      stdio: ['ignore', out, 'pipe'],
-      encoding: 'utf8',
-      timeout: 60_000,
-    })
-    if (child.status !== 0) throw new Error(`child failed (${child.status}): ${child.stderr}`)
-  } finally {
-    closeSync(out)
-  }
-  const printed = readFileSync(join(dir, 'out'), 'utf8')
-  rmSync(dir, { recursive: true, force: true })
+  const printed = runWithNatives(script, ['--expose-gc'])
   return [...printed.matchAll(/slot #\d+ DefineKeyedOwnPropertyInLiteral (\w+)/g)].map((m) => m[1]!)
 }
 

@@ -12,11 +12,8 @@
 // - a registration's default client id and a view's key are flat strings (a cons string kept as
 //   a map key is kept along with its flattened copy).
 
-import { spawnSync } from 'node:child_process'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
+import { runWithNatives } from '../../../helpers/natives.js'
 
 const SRC = new URL('../../../../src/', import.meta.url).href
 
@@ -61,22 +58,7 @@ const SCRIPT = `
 
 /** What %DebugPrint said of each labelled value, by label. */
 function printed(): Map<string, string> {
-  // V8 prints through C's stdio, which lost the end of its output on a pipe: a file gets it all.
-  const dir = mkdtempSync(join(tmpdir(), 'grace-shapes-'))
-  const out = openSync(join(dir, 'out'), 'w')
-  try {
-    const child = spawnSync(process.execPath, ['--allow-natives-syntax', '--input-type=module', '-e', SCRIPT], {
-      env: { ...process.env, NODE_OPTIONS: '' },
-      stdio: ['ignore', out, 'pipe'],
-      encoding: 'utf8',
-      timeout: 60_000,
-    })
-    if (child.status !== 0) throw new Error(`child failed (${child.status}): ${child.stderr}`)
-  } finally {
-    closeSync(out)
-  }
-  const text = readFileSync(join(dir, 'out'), 'utf8')
-  rmSync(dir, { recursive: true, force: true })
+  const text = runWithNatives(SCRIPT)
   const byLabel = new Map<string, string>()
   const parts = text.split(/^DebugPrint: 0x[0-9a-f]+: \[String\] in \w+: #([\w.]+)\n/m)
   for (let i = 1; i + 1 < parts.length; i += 2) byLabel.set(parts[i]!, parts[i + 1]!)
