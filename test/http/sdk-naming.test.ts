@@ -92,7 +92,10 @@ t.test('subscribe: the listener hears the current list, then every change, by pu
   await c.subscribe('api', listener)
   await n.call('POST', '/v1/ns/instances', { service: 'api', ip: '10.1.1.2', port: 80 })
   await eventually('the push of the second service', () => other.length === 2)
+  // An answered watch is sent again right after its answer is read: until it arrives, none is held.
+  await eventually('the watch to be held again', () => n.node.push.size > 0)
   t.equal(n.node.push.size, 1, 'one watch carries both services')
+  t.equal(n.node.push.watchedServices, 2, 'and it follows both')
   c.unsubscribe('api', listener)
   await n.call('POST', '/v1/ns/instances', { service: 'api', ip: '10.1.1.3', port: 80 })
   await new Promise((r) => setTimeout(r, 100))
