@@ -5,7 +5,8 @@
 // its own, and the server's number no longer depends on where its threads happened to land.
 //
 // Needs Linux, `taskset` (util-linux) and at least two CPUs this process may use; without them the
-// run goes on unpinned and the report says why.
+// run goes on unpinned and the report says why. GRACE_BENCH_PIN=0 runs unpinned on purpose: every
+// process on every core, to check that a result is not an artefact of the layout.
 
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -26,6 +27,7 @@ export interface Pinning {
  * `taskset -c`: no second process, no signals or exit codes to forward.
  */
 export function pinSelf(): Pinning {
+  if (process.env.GRACE_BENCH_PIN === '0') return { note: 'not pinned: GRACE_BENCH_PIN=0' }
   if (process.platform !== 'linux') return { note: `not pinned: ${process.platform} is not Linux` }
   const allowed = allowedCpus('self')
   if (allowed === undefined) return { note: 'not pinned: /proc/self/status has no Cpus_allowed_list' }
