@@ -25,11 +25,11 @@ export const SWEEP_INTERVAL_MS = 1_000
 export const SWEEP_CHUNK = 256
 
 /**
- * The most leases a sweep's scan reads in one turn of the event loop; the scan of more goes on in
- * the next turns. The scan reads every owned client each second, about 0.16 µs per client: at
- * 17,000 clients a node (the AP benchmark's silent register clients while self-preservation
- * pauses their expiry, every second of the heartbeat runs) one turn held the node's event loop
- * about 3 ms, in the tail of the requests' latency.
+ * The most leases a sweep looks at in one turn of the event loop; it goes on with more in the
+ * next turns. Most sweeps look at a few; some look at many: every lease when the members change,
+ * or a wave of clients registered together that crosses a threshold together. A look is about
+ * 0.2 µs: 17,000 in one turn held a node's event loop about 3 ms, in the tail of the requests'
+ * latency.
  */
 export const SCAN_CHUNK = 2048
 
@@ -100,17 +100,23 @@ export function unchangedRange(instances: readonly Instance[]): { after: number;
   return { after, upTo }
 }
 
+/** Where a lease waits for its next look (Lease.where): a bucket's key (>= 0), or one of these. */
+const DIRTY = -1
+/** Past every threshold: nothing the sweep decides for it changes until it beats or changes. */
+const IDLE = -2
+/** Dropped: no longer in the map; entries left in lists are skipped. */
+const GONE = -3
+
 /**
- * One client's lease. The sweep visits every owned client each second, so what it needs of the
- * client's record (immutable; a change is a new object) is worked out once per record and kept
- * here: with tens of thousands of clients, redoing it per sweep was a tenth of the server's CPU
- * on the benchmark's register run (docs/benchmarks.md).
+ * One client's lease. What the sweep needs of the client's record (immutable; a change is a new
+ * object) is worked out once per record and kept here: with tens of thousands of clients, redoing
+ * it per sweep was a tenth of the server's CPU on the benchmark's register run
+ * (docs/benchmarks.md).
  */
 class Lease {
   /**
    * The record the limits below were worked out for; undefined: not yet, or the client's record
-   * changed since (the store tells ClientLeases), so the sweep looks it up again. Sweeps of
-   * clients that only beat so do without a store lookup each.
+   * changed since (the store tells ClientLeases), so the next look reads it again.
    */
   record: ClientRecord | undefined = undefined
   /** expire() changes the record only for a silence at most unchangedAfter or above unchangedUpTo. */
@@ -124,13 +130,20 @@ class Lease {
   ownedUnder = -1
   /**
    * The client took its first expiry step (its instances marked unhealthy) since its last beat:
-   * self-preservation counts a client once per silence. A field, not a set of client ids: the
-   * sweep reads it for every silent client each second, and every beat clears it.
+   * self-preservation counts a client once per silence. Every beat clears it.
    */
   expiredStep = false
+  /** Counted in ClientLeases.expiring: at its last look it was about to expire, or due. */
+  counted = false
+  /** Its record would change by expiry (changesAt) at its last look: it waits in ClientLeases.due. */
+  due = false
+  /** It has an entry in ClientLeases.due (one at most), valid while `due`. */
+  queued = false
+  /** The bucket that holds it, or DIRTY, IDLE, GONE. */
+  where = DIRTY
 
   constructor(
-    /** Its client, so that a scan can go over the leases alone (sweep: no [id, lease] pairs). */
+    /** Its client, so that a pass can go over leases alone. */
     readonly clientId: string,
     public last: number,
   ) {}
@@ -149,26 +162,64 @@ class Lease {
   changesAt(silentMs: number): boolean {
     return silentMs <= this.unchangedAfter || silentMs > this.unchangedUpTo
   }
+
+  /**
+   * The least threshold the silence has not passed yet, where what a look decides for this lease
+   * (due, counted) can change once the silence is above it; Infinity: none is left.
+   */
+  nextThreshold(silentMs: number): number {
+    let next = Infinity
+    if (silentMs <= this.unchangedAfter) next = this.unchangedAfter
+    if (silentMs <= this.suspectAfter && this.suspectAfter < next) next = this.suspectAfter
+    if (silentMs <= this.unchangedUpTo && this.unchangedUpTo < next) next = this.unchangedUpTo
+    return next
+  }
 }
 
-/** A sweep's scan in progress: where it is, and what it counted and collected so far. */
-interface Scan {
+/** A sweep's pass over the leases it must look at: where it is, and when it began. */
+interface Pass {
   readonly now: number
   readonly preservation: SelfPreservation | null
   readonly ownersVersion: number
-  readonly leases: IterableIterator<Lease>
-  clients: number
-  expiring: number
-  readonly due: string[]
+  /** Lists of leases and the `where` each lease must still have to be looked at from it. */
+  readonly lists: { readonly key: number; readonly leases: readonly Lease[] }[]
+  list: number
+  index: number
 }
 
+/**
+ * The leases of the clients this node owns, and their expiry.
+ *
+ * A sweep (every SWEEP_INTERVAL_MS) does not read every lease: a lease is looked at only when the
+ * silence of its client may have crossed one of its thresholds (about to expire, unhealthy,
+ * removed), or when it changed (new, its record changed, handed back). Each lease waits in a
+ * bucket of the time of its next threshold, one bucket a sweep interval, and a sweep takes the
+ * buckets whose time has come. A client that beats is looked at once per threshold period,
+ * not once a second: reading all of 100k leases a second was 6 % of a cluster's CPU on the AP
+ * benchmark's register run (perf), and in the tail of every request's latency. A beat only
+ * moves the lease's last beat; the look its old bucket brings finds the silence short and files
+ * it again. Self-preservation's counts are kept as leases change state, not recounted.
+ */
 export class ClientLeases {
   /** The leases of the owned clients, with their last beat. */
   private readonly leases = new Map<string, Lease>()
+  /** Leases the next sweep looks at: new, changed, beaten while due, or not yet past a threshold whose bucket came. */
+  private dirty: Lease[] = []
+  /** Leases by the time of their next threshold: key floor((time - epoch) / SWEEP_INTERVAL_MS). */
+  private readonly buckets = new Map<number, Lease[]>()
+  /** Every bucket up to this key was taken by a sweep: a lease due there goes to `dirty`. */
+  private takenUpTo = -1
+  private readonly epoch: number
+  /** Leases whose record expiry would change, waiting for a sweep that may expire them; entries whose lease is no longer due are skipped. */
+  private due: Lease[] = []
+  /** How many leases are counted (Lease.counted): self-preservation's clients about to expire. */
+  private expiring = 0
+  /** The ownersVersion the leases were last checked against; every lease is looked at when it changes. */
+  private checkedOwners: number | undefined = undefined
   private preservation: SelfPreservation | null = null
   private logger: Logger = silentLogger
   private cancelSweep: Cancel | null = null
-  /** The rest of a sweep's scan or expiries waiting for the next turn (SCAN_CHUNK, SWEEP_CHUNK); null when none. */
+  /** The rest of a sweep's pass or expiries waiting for the next turn (SCAN_CHUNK, SWEEP_CHUNK); null when none. */
   private cancelRest: Cancel | null = null
   /** Runs a sweep's changes to the store; the naming view makes them one change per service. */
   private applyBulk: (apply: () => void) => void = (apply) => apply()
@@ -189,15 +240,19 @@ export class ClientLeases {
     private readonly owns: (clientId: string) => boolean = () => true,
     /**
      * Changes whenever the answers of `owns` may have (Distro: the view of the members changed).
-     * The sweep asks `owns` about a lease once per value, not every second: with tens of
-     * thousands of leases the question, a lookup in the store's map of every client, was two
-     * thirds of a sweep (test/bench/ap-micro.ts --only sweep).
+     * The sweep asks `owns` about a lease once per value: with tens of thousands of leases the
+     * question, a lookup in the store's map of every client, was two thirds of a sweep that read
+     * every lease (test/bench/ap-micro.ts --only sweep).
      */
     private readonly ownersVersion: () => number = () => 0,
   ) {
+    this.epoch = clock.now()
     store.subscribe((clientId) => {
       const lease = this.leases.get(clientId)
-      if (lease) lease.record = undefined
+      if (lease) {
+        lease.record = undefined
+        this.touch(lease)
+      }
     })
   }
 
@@ -226,8 +281,10 @@ export class ClientLeases {
     for (const id of clientIds) {
       if (!this.store.get(id)) continue
       const lease = this.leases.get(id)
-      if (lease) lease.last = Math.max(lease.last, now)
-      else this.leases.set(id, new Lease(id, now))
+      if (lease) {
+        lease.last = Math.max(lease.last, now)
+        this.touch(lease)
+      } else this.add(id, now)
     }
   }
 
@@ -238,12 +295,12 @@ export class ClientLeases {
    */
   takeOver(clientIds: Iterable<string>): void {
     const now = this.clock.now()
-    for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.leases.set(id, new Lease(id, now))
+    for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.add(id, now)
   }
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
-    for (const id of clientIds) this.leases.delete(id)
+    for (const id of clientIds) this.forget(id)
   }
 
   start(): void {
@@ -268,7 +325,13 @@ export class ClientLeases {
     if (lease) {
       lease.last = now
       lease.expiredStep = false
-    } else this.leases.set(clientId, new Lease(clientId, now))
+      // Silent for no time now: not about to expire. One whose unhealthy instances make it count
+      // (or due) gets a healthy record below, which the store's listener hands to the next look.
+      this.uncount(lease)
+      // Its bucket (if any) is earlier than its next threshold now, which is harmless: the look
+      // it brings files it again. A lease waiting for expiry or past every threshold is in none.
+      if (lease.due || lease.where === IDLE) this.touch(lease)
+    } else this.add(clientId, now)
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
       this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : withHealth(i, true))) })
@@ -281,7 +344,35 @@ export class ClientLeases {
   }
 
   forget(clientId: string): void {
-    this.leases.delete(clientId)
+    const lease = this.leases.get(clientId)
+    if (lease) this.drop(lease)
+  }
+
+  private add(clientId: string, now: number): void {
+    const lease = new Lease(clientId, now)
+    this.leases.set(clientId, lease)
+    this.dirty.push(lease)
+  }
+
+  /** Has the next sweep look at the lease again; it waits for expiry no longer until then. */
+  private touch(lease: Lease): void {
+    lease.due = false
+    if (lease.where === DIRTY || lease.where === GONE) return
+    lease.where = DIRTY
+    this.dirty.push(lease)
+  }
+
+  private drop(lease: Lease): void {
+    this.uncount(lease)
+    lease.due = false
+    lease.where = GONE
+    if (this.leases.get(lease.clientId) === lease) this.leases.delete(lease.clientId)
+  }
+
+  private uncount(lease: Lease): void {
+    if (!lease.counted) return
+    lease.counted = false
+    this.expiring--
   }
 
   /**
@@ -289,84 +380,165 @@ export class ClientLeases {
    * expiry is held back (no majority), or self-preservation pauses it.
    */
   sweep(): void {
-    // The last sweep's scan or expiries are still going on: this one would find the same clients.
+    // The last sweep's pass or expiries are still going on: this one would find the same clients.
     if (this.cancelRest !== null) return
     if (!this.mayExpire()) return
+    const now = this.clock.now()
+    const ownersVersion = this.ownersVersion()
+    if (ownersVersion !== this.checkedOwners) {
+      this.checkedOwners = ownersVersion
+      for (const lease of this.leases.values()) this.touch(lease)
+    }
+    const lists: Pass['lists'] = [{ key: DIRTY, leases: this.dirty }]
+    this.dirty = []
+    const upTo = Math.floor((now - this.epoch) / SWEEP_INTERVAL_MS)
+    if (upTo - this.takenUpTo > this.buckets.size) {
+      for (const [key, leases] of this.buckets) if (key <= upTo) lists.push({ key, leases })
+    } else {
+      for (let key = this.takenUpTo + 1; key <= upTo; key++) {
+        const leases = this.buckets.get(key)
+        if (leases) lists.push({ key, leases })
+      }
+    }
+    for (let i = 1; i < lists.length; i++) this.buckets.delete(lists[i]!.key)
+    this.takenUpTo = Math.max(this.takenUpTo, upTo)
     const preservation = this.preservation?.enabled() ? this.preservation : null
-    this.scan({ now: this.clock.now(), preservation, ownersVersion: this.ownersVersion(), leases: this.leases.values(), clients: 0, expiring: 0, due: [] })
+    this.pass({ now, preservation, ownersVersion, lists, list: 0, index: 0 })
   }
 
   /**
-   * Reads up to SCAN_CHUNK leases, then goes on in the next turn; at the end, decides. The scan
-   * only counts and collects: a sweep that self-preservation pauses (every second, as long as the
-   * clients stay silent) builds no expired records it would throw away. Leases that change while
-   * it goes on are fine: a Map iterator visits entries added meanwhile and skips deleted ones,
-   * and each client due is judged again from its lease when it is expired (expireDue).
+   * Looks at up to SCAN_CHUNK leases of the pass, then goes on in the next turn; at the end,
+   * decides. A look only counts and collects: a sweep that self-preservation pauses builds no
+   * expired records it would throw away. Leases that change while it goes on are fine: a changed
+   * lease is looked at by the next sweep, and each client due is judged again from its lease when
+   * it is expired (expireDue).
    */
-  private scan(s: Scan): void {
+  private pass(p: Pass): void {
     this.cancelRest = null
     let n = 0
-    // Leaving this loop early leaves the iterator where it is (a Map iterator has no return()).
-    // Over the leases, not the map's [id, lease] pairs: an iterator kept across turns makes V8
-    // allocate each pair, which made a scan half as slow again.
-    for (const lease of s.leases) {
-      const clientId = lease.clientId
-      const record = lease.record ?? this.store.get(clientId)
-      if (!record || (lease.ownedUnder !== s.ownersVersion && !this.owns(clientId))) {
-        this.leases.delete(clientId)
-        continue
-      }
-      lease.ownedUnder = s.ownersVersion
-      s.clients++
-      lease.track(record)
-      const silent = s.now - lease.last
-      const changes = lease.changesAt(silent)
-      if (changes) s.due.push(clientId)
-      if (s.preservation && (changes || silent > lease.suspectAfter) && !lease.expiredStep) s.expiring++
-      if (++n === SCAN_CHUNK) {
-        this.cancelRest = this.clock.setTimer(0, () => this.scan(s))
-        return
+    for (; p.list < p.lists.length; p.list++, p.index = 0) {
+      const { key, leases } = p.lists[p.list]!
+      while (p.index < leases.length) {
+        const lease = leases[p.index++]!
+        // Moved since it was put in this list (beaten while due, changed, dropped): looked at from where it is now.
+        if (lease.where !== key) continue
+        this.look(lease, p.now, p.ownersVersion)
+        if (++n === SCAN_CHUNK) {
+          this.cancelRest = this.clock.setTimer(0, () => this.pass(p))
+          return
+        }
       }
     }
-    this.decide(s)
+    this.decide(p)
   }
 
-  /** A scan's end: whether self-preservation lets expiry go ahead, then the expiries. */
-  private decide(s: Scan): void {
-    const { now, preservation } = s
-    // Held back since the scan began (it may have taken several turns): as if it had not run.
+  /** Works out whether the lease is due and counted now, and files it for its next threshold. */
+  private look(lease: Lease, now: number, ownersVersion: number): void {
+    const clientId = lease.clientId
+    const record = lease.record ?? this.store.get(clientId)
+    if (!record || (lease.ownedUnder !== ownersVersion && !this.owns(clientId))) {
+      this.drop(lease)
+      return
+    }
+    lease.ownedUnder = ownersVersion
+    lease.track(record)
+    const silent = now - lease.last
+    const changes = lease.changesAt(silent)
+    const counted = (changes || silent > lease.suspectAfter) && !lease.expiredStep
+    if (counted !== lease.counted) {
+      lease.counted = counted
+      this.expiring += counted ? 1 : -1
+    }
+    lease.due = changes
+    if (changes && !lease.queued) this.queueDue(lease)
+    const next = lease.nextThreshold(silent)
+    if (next === Infinity) lease.where = IDLE
+    else this.file(lease, lease.last + next)
+  }
+
+  private queueDue(lease: Lease): void {
+    lease.queued = true
+    this.due.push(lease)
+    // Entries of leases no longer due pile up while self-preservation pauses expiry (clients
+    // that beat again or left): keep the list within bounds of the leases it is for.
+    if (this.due.length > 2 * this.leases.size + 1024) {
+      this.due = this.due.filter((l) => l.due || ((l.queued = false), false))
+    }
+  }
+
+  /** Puts the lease where the first sweep after `at` finds it. */
+  private file(lease: Lease, at: number): void {
+    const key = Math.floor((at - this.epoch) / SWEEP_INTERVAL_MS)
+    if (key <= this.takenUpTo) {
+      // Its bucket was taken (it falls within the current interval): the next sweep looks again.
+      lease.where = DIRTY
+      this.dirty.push(lease)
+      return
+    }
+    lease.where = key
+    const bucket = this.buckets.get(key)
+    if (bucket) bucket.push(lease)
+    else this.buckets.set(key, [lease])
+  }
+
+  /** A pass's end: whether self-preservation lets expiry go ahead, then the expiries. */
+  private decide(p: Pass): void {
+    const { now, preservation } = p
+    // Held back since the pass began (it may have taken several turns): as if it had not run.
     if (!this.mayExpire()) return
     if (preservation) {
-      const { allowed, transition } = preservation.decide(now, s.clients, s.expiring)
+      const { allowed, transition } = preservation.decide(now, this.leases.size, this.expiring)
       if (transition) this.logTransition(transition)
       if (!allowed) return
       // The pause stopped the clocks: a client still silent now may simply not have had its turn
       // to beat since the fault healed, so every client gets a full timeout from here.
       if (transition === 'resumed') {
-        for (const lease of this.leases.values()) lease.last = now
+        for (const lease of this.leases.values()) {
+          lease.last = now
+          this.touch(lease)
+        }
         return
       }
     }
-    if (s.due.length > 0) this.expireDue(s.due, 0)
+    if (this.due.length === 0) return
+    const due = this.due
+    this.due = []
+    this.expireDue(due, 0)
   }
 
   /**
    * Expires due[from..from + SWEEP_CHUNK), then schedules the rest for the next turn. Each
    * client is judged again as it is expired, from its lease and record now: between turns a
    * client may have beaten or changed, been handed over, or been removed, and expiry may have
-   * been held back.
+   * been held back (the rest then waits for a later sweep).
    */
-  private expireDue(due: readonly string[], from: number): void {
+  private expireDue(due: readonly Lease[], from: number): void {
     this.cancelRest = null
-    if (!this.mayExpire()) return
+    if (!this.mayExpire()) {
+      for (let k = from; k < due.length; k++) {
+        const lease = due[k]!
+        if (lease.due) this.due.push(lease)
+        else lease.queued = false
+      }
+      return
+    }
     const now = this.clock.now()
     const end = Math.min(due.length, from + SWEEP_CHUNK)
     const changes: { lease: Lease; next: ClientRecord }[] = []
     for (let k = from; k < end; k++) {
-      const lease = this.leases.get(due[k]!)
-      const record = lease && (lease.record ?? this.store.get(due[k]!))
-      if (!lease || !record) continue
+      const lease = due[k]!
+      lease.queued = false
+      // No longer due: beaten, changed or dropped since.
+      if (!lease.due) continue
+      lease.due = false
+      const record = lease.record ?? this.store.get(lease.clientId)
+      if (!record) {
+        this.drop(lease)
+        continue
+      }
       const next = expire(record, now - lease.last)
+      // Unchanged: it was due for unhealthy instances a beat would make healthy, and its silence
+      // passed their timeout since; its look filed it for then, so it is looked at again.
       if (next !== record) changes.push({ lease, next })
     }
     let expired = 0
@@ -378,9 +550,10 @@ export class ClientLeases {
         lease.expiredStep = true
         if (next.instances.length === 0) {
           this.store.remove(next.clientId)
-          this.leases.delete(next.clientId)
+          this.drop(lease)
           removed++
         } else {
+          // The store's listener has the next sweep look at the lease with its new record.
           this.store.put(next)
         }
       }
