@@ -351,15 +351,23 @@ export class ClientLeases {
   private add(clientId: string, now: number): void {
     const lease = new Lease(clientId, now)
     this.leases.set(clientId, lease)
-    this.dirty.push(lease)
+    this.markDirty(lease)
   }
 
   /** Has the next sweep look at the lease again; it waits for expiry no longer until then. */
   private touch(lease: Lease): void {
     lease.due = false
     if (lease.where === DIRTY || lease.where === GONE) return
+    this.markDirty(lease)
+  }
+
+  private markDirty(lease: Lease): void {
     lease.where = DIRTY
     this.dirty.push(lease)
+    // A lease is in `dirty` once at most, but a dropped one leaves its entry behind. Sweeps do
+    // not run while expiry is held back (no majority), and a node cut off from the others keeps
+    // taking registrations and deregistrations: keep the list within bounds of the leases.
+    if (this.dirty.length > 2 * this.leases.size + 1024) this.dirty = this.dirty.filter((l) => l.where === DIRTY)
   }
 
   private drop(lease: Lease): void {
@@ -471,8 +479,7 @@ export class ClientLeases {
     const key = Math.floor((at - this.epoch) / SWEEP_INTERVAL_MS)
     if (key <= this.takenUpTo) {
       // Its bucket was taken (it falls within the current interval): the next sweep looks again.
-      lease.where = DIRTY
-      this.dirty.push(lease)
+      this.markDirty(lease)
       return
     }
     lease.where = key
