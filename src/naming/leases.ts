@@ -470,7 +470,12 @@ export class ClientLeases {
     // Entries of leases no longer due pile up while self-preservation pauses expiry (clients
     // that beat again or left): keep the list within bounds of the leases it is for.
     if (this.due.length > 2 * this.leases.size + 1024) {
-      this.due = this.due.filter((l) => l.due || ((l.queued = false), false))
+      const kept: Lease[] = []
+      for (const l of this.due) {
+        if (l.due) kept.push(l)
+        else l.queued = false
+      }
+      this.due = kept
     }
   }
 
