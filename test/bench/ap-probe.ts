@@ -1,4 +1,4 @@
-// `node dist/test/bench/ap-probe.js [--scenarios register,beat] [--conns 64] [--warmup S] [--duration S] [--rounds N] [--node-args "..."] [--keep-logs]`
+// `node dist/test/bench/ap-probe.js [--scenarios register,beat,register-owned,beat-owned] [--conns 64] [--warmup S] [--duration S] [--rounds N] [--node-args "..."] [--keep-logs]`
 //
 // Where a 3-node cluster's time goes under the AP benchmark's load (ap-bench.ts: the same
 // pinning, settings and requests, autocannon in this process on CPU 0, the nodes on CPU 1), to
@@ -16,9 +16,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
+import { responsibleNode } from '../../src/ap/distro/ownership.js'
 import { BEAT_METADATA } from '../../src/naming/model.js'
 import { pinSelf } from './pinning.js'
-import { registerScenario } from './scenarios.js'
+import { DISTINCT_INSTANCES, instanceAddress, registerScenario } from './scenarios.js'
 import { type RunningServer, freePort, startServer, stopAll } from './servers.js'
 
 const { values: opts } = parseArgs({
@@ -75,11 +76,60 @@ async function call(url: string, method: string, path: string, body: unknown): P
   return JSON.parse(text)
 }
 
+/** Response times (ms, float) of the runs since the last take(): autocannon's own are whole ms. */
+const responseMs: number[] = []
+function takePercentiles(): string {
+  const v = responseMs.splice(0).sort((a, b) => a - b)
+  const at = (p: number) => (v.length === 0 ? Number.NaN : v[Math.min(v.length - 1, Math.ceil(p * v.length) - 1)]!)
+  return `p50 ${at(0.5).toFixed(3)} p99 ${at(0.99).toFixed(3)} p99.9 ${at(0.999).toFixed(2)} ms`
+}
+
 function run(urls: string[], conns: number, durationS: number, requests: autocannon.Request[]): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
-    autocannon({ url: urls, connections: conns, pipelining: 1, duration: durationS, requests }, (err, r) => (err ? reject(err) : resolve(r)))
+    const instance = autocannon({ url: urls, connections: conns, pipelining: 1, duration: durationS, requests }, (err, r) => (err ? reject(err) : resolve(r)))
+    instance.on('response', (_client, _status, _bytes, ms) => responseMs.push(ms))
   })
 }
+
+/**
+ * Scenarios register-owned and beat-owned: registrations (beats) that each arrive at their owner, so none is forwarded
+ * (one autocannon per node, a third of the connections each), to tell forwarding's cost from the
+ * rest. Requests and non-2xx answers are summed.
+ */
+async function runOwned(ids: string[], urls: string[], conns: number, durationS: number, beat: boolean): Promise<autocannon.Result> {
+  const runs = ids.map((id, i) => {
+    let k = ownedSeq
+    let b = 0
+    const mine = Array.from({ length: BEAT_CLIENTS }, (_, j) => `bench-ap-beat-${j}`).filter((c) => responsibleNode(c, ids) === id)
+    const beats: autocannon.Request[] = [
+      { method: 'PUT', path: '/v1/ns/instances/beat', headers: JSON_HEADERS, setupRequest: (r) => ({ ...r, body: JSON.stringify({ clientId: mine[b++ % mine.length] }) }) },
+    ]
+    const registers: autocannon.Request[] = [
+      {
+        method: 'POST',
+        path: '/v1/ns/instances',
+        headers: JSON_HEADERS,
+        setupRequest: (r) => {
+          for (;;) {
+            const { ip, port } = instanceAddress(k++ % DISTINCT_INSTANCES)
+            if (responsibleNode(`${ip}:${port}`, ids) === id) return { ...r, body: JSON.stringify({ service: 'bench-ap-eph', ip, port, weight: 1 + Math.floor(k / DISTINCT_INSTANCES), ephemeral: true }) }
+          }
+        },
+      },
+    ]
+    return run([urls[i]!], Math.max(1, Math.round(conns / ids.length)), durationS, beat ? beats : registers).finally(() => {
+      ownedSeq = Math.max(ownedSeq, k)
+    })
+  })
+  const results = await Promise.all(runs)
+  const first = results[0]!
+  return {
+    ...first,
+    requests: { ...first.requests, total: results.reduce((a, r) => a + r.requests.total, 0) },
+    non2xx: results.reduce((a, r) => a + r.non2xx, 0),
+  }
+}
+let ownedSeq = 0
 
 async function dumpLoops(nodes: RunningServer[]): Promise<Record<string, unknown>[]> {
   for (const n of nodes) rmSync(join(tmp, `loop-${n.pid}.json`), { force: true })
@@ -142,11 +192,13 @@ try {
       for (const name of opts.scenarios.split(',')) {
         const requests = name === 'beat' ? beat : () => register.requests()
         const target = conns === 1 ? [urls[round % 3]!] : urls
-        await run(target, conns, Number(opts.warmup), requests())
+        const go = (s: number) => (name.endsWith('-owned') ? runOwned(ids, urls, conns, s, name === 'beat-owned') : run(target, conns, s, requests()))
+        await go(Number(opts.warmup))
+        takePercentiles()
         await dumpLoops(nodes)
         const stats0 = await distroStats(urls)
         const cpu0 = nodes.map((n) => threadCpu(n.pid!)).reduce((a, b) => add(a, b), {})
-        const r = await run(target, conns, Number(opts.duration), requests())
+        const r = await go(Number(opts.duration))
         const cpu1 = nodes.map((n) => threadCpu(n.pid!)).reduce((a, b) => add(a, b), {})
         const loops = await dumpLoops(nodes)
         const stats1 = await distroStats(urls)
@@ -155,7 +207,7 @@ try {
         const per = Object.entries(d).map(([k, v]) => `${k} ${Math.round((v * 1e6) / total)}`).join(', ')
         const sum = Object.values(d).reduce((a, b) => a + b, 0)
         console.log(
-          `round ${round} ${name} c=${conns}: ${Math.round(total / r.duration)} req/s, p50 ${r.latency.p50} p99 ${r.latency.p99} ms (autocannon, whole ms), non2xx ${r.non2xx}; cluster CPU ${Math.round((sum * 1e6) / total)} µs/req (${per})`,
+          `round ${round} ${name} c=${conns}: ${Math.round(total / r.duration)} req/s, ${takePercentiles()}, non2xx ${r.non2xx}; cluster CPU ${Math.round((sum * 1e6) / total)} µs/req (${per})`,
         )
         for (const [i, l] of loops.entries()) {
           const dl = l.delay as Record<string, number>
