@@ -81,7 +81,7 @@ const responseMs: number[] = []
 function takePercentiles(): string {
   const v = responseMs.splice(0).sort((a, b) => a - b)
   const at = (p: number) => (v.length === 0 ? Number.NaN : v[Math.min(v.length - 1, Math.ceil(p * v.length) - 1)]!)
-  return `p50 ${at(0.5).toFixed(3)} p99 ${at(0.99).toFixed(3)} p99.9 ${at(0.999).toFixed(2)} ms`
+  return `p50 ${at(0.5).toFixed(3)} p90 ${at(0.9).toFixed(3)} p95 ${at(0.95).toFixed(3)} p98 ${at(0.98).toFixed(3)} p99 ${at(0.99).toFixed(3)} p99.9 ${at(0.999).toFixed(2)} ms`
 }
 
 function run(urls: string[], conns: number, durationS: number, requests: autocannon.Request[]): Promise<autocannon.Result> {
