@@ -92,9 +92,9 @@ function run(urls: string[], conns: number, durationS: number, requests: autocan
 }
 
 /**
- * Scenarios register-owned and beat-owned: registrations (beats) that each arrive at their owner, so none is forwarded
- * (one autocannon per node, a third of the connections each), to tell forwarding's cost from the
- * rest. Requests and non-2xx answers are summed.
+ * Scenarios register-owned and beat-owned: registrations (beats) that each arrive at their
+ * client's owner, so that none is forwarded (one autocannon per node, a third of the connections
+ * each), to tell forwarding's cost from the rest. Requests and non-2xx answers are summed.
  */
 async function runOwned(ids: string[], urls: string[], conns: number, durationS: number, beat: boolean): Promise<autocannon.Result> {
   const runs = ids.map((id, i) => {
@@ -112,7 +112,7 @@ async function runOwned(ids: string[], urls: string[], conns: number, durationS:
         setupRequest: (r) => {
           for (;;) {
             const { ip, port } = instanceAddress(k++ % DISTINCT_INSTANCES)
-            if (responsibleNode(`${ip}:${port}`, ids) === id) return { ...r, body: JSON.stringify({ service: 'bench-ap-eph', ip, port, weight: 1 + Math.floor(k / DISTINCT_INSTANCES), ephemeral: true }) }
+            if (responsibleNode(`${ip}:${port}`, ids) === id) return { ...r, body: JSON.stringify({ service: 'bench-ap-eph', ip, port, weight: 1 + (Math.floor(k / DISTINCT_INSTANCES) % 100), ephemeral: true }) }
           }
         },
       },

@@ -6,7 +6,8 @@
 // three nodes, and the roof alone on it in its turn; the same requests as bench:ap's cells
 // (ephemeral registrations, a new client each, and heartbeats of 1,000 clients). Alternating
 // pairs, roof then floor; at one connection each floor run drives the next process in turn, at
-// more the connections are split over the three, as bench:ap does with the nodes. Writes the floor section of docs/benchmarks.md.
+// more the connections are split over the three, as bench:ap does with the nodes. Writes the
+// floor section of docs/benchmarks.md.
 
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -99,26 +100,26 @@ try {
     }
   }
   for (const connections of connectionCounts) {
-  for (const scenario of SCENARIOS) {
-    const row: Row = { scenario, connections, pairs: [] }
-    for (let i = 0; i < pairs; i++) {
-      quietWaitedS += await waitQuiet([roof, ...floor], quietWaitS, progress)
-      const settings = { connections, warmupS, durationS }
-      const r = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
-      // As bench:ap: one connection drives the next process in turn; more are split over the three.
-      const f = await measure(connections === 1 ? floor[i % floor.length]!.url : floor.map((s) => s.url), scenario.requests, settings, floorCpu)
-      for (const [name, m] of [['roof', r], ['floor', f]] as const) {
-        if (m.non2xx > 0 || m.errors > 0 || m.responses === 0) throw new Error(`${name} ${scenario.id}: ${m.non2xx} non-2xx, ${m.errors} errors, ${m.responses} responses`)
+    for (const scenario of SCENARIOS) {
+      const row: Row = { scenario, connections, pairs: [] }
+      for (let i = 0; i < pairs; i++) {
+        quietWaitedS += await waitQuiet([roof, ...floor], quietWaitS, progress)
+        const settings = { connections, warmupS, durationS }
+        const r = await measure(roof.url, scenario.requests, settings, roof.cpuSeconds)
+        // As bench:ap: one connection drives the next process in turn; more are split over the three.
+        const f = await measure(connections === 1 ? floor[i % floor.length]!.url : floor.map((s) => s.url), scenario.requests, settings, floorCpu)
+        for (const [name, m] of [['roof', r], ['floor', f]] as const) {
+          if (m.non2xx > 0 || m.errors > 0 || m.responses === 0) throw new Error(`${name} ${scenario.id}: ${m.non2xx} non-2xx, ${m.errors} errors, ${m.responses} responses`)
+        }
+        row.pairs.push({ roof: r, floor: f })
+        progress(
+          `${scenario.id} c=${connections} pair ${i + 1}/${pairs}: roof p50 ${fixed(r.p50Ms, 3)} ms (${int(r.reqPerSec)} req/s, ${int(r.serverCpuUsPerReq)} µs/req), ` +
+            `floor p50 ${fixed(f.p50Ms, 3)} ms (${int(f.reqPerSec)} req/s, ${int(f.serverCpuUsPerReq)} µs/req): roof/floor p50 ${fixed(r.p50Ms / f.p50Ms, 2)}; ` +
+            `other cpu ${int(r.otherCpuPct)}% / ${int(f.otherCpuPct)}% (steal ${int(r.stealCpuPct)}% / ${int(f.stealCpuPct)}%)`,
+        )
       }
-      row.pairs.push({ roof: r, floor: f })
-      progress(
-        `${scenario.id} c=${connections} pair ${i + 1}/${pairs}: roof p50 ${fixed(r.p50Ms, 3)} ms (${int(r.reqPerSec)} req/s, ${int(r.serverCpuUsPerReq)} µs/req), ` +
-          `floor p50 ${fixed(f.p50Ms, 3)} ms (${int(f.reqPerSec)} req/s, ${int(f.serverCpuUsPerReq)} µs/req): roof/floor p50 ${fixed(r.p50Ms / f.p50Ms, 2)}; ` +
-          `other cpu ${int(r.otherCpuPct)}% / ${int(f.otherCpuPct)}% (steal ${int(r.stealCpuPct)}% / ${int(f.stealCpuPct)}%)`,
-      )
+      rows.push(row)
     }
-    rows.push(row)
-  }
   }
 } finally {
   await stopAll()
