@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import autocannon from 'autocannon'
 import { responsibleNode } from '../../src/ap/distro/ownership.js'
 import { BEAT_METADATA } from '../../src/naming/model.js'
+import { percentile } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { DISTINCT_INSTANCES, instanceAddress, registerScenario } from './scenarios.js'
 import { type RunningServer, freePort, startServer, stopAll } from './servers.js'
@@ -79,8 +80,8 @@ async function call(url: string, method: string, path: string, body: unknown): P
 /** Response times (ms, float) of the runs since the last take(): autocannon's own are whole ms. */
 const responseMs: number[] = []
 function takePercentiles(): string {
-  const v = responseMs.splice(0).sort((a, b) => a - b)
-  const at = (p: number) => (v.length === 0 ? Number.NaN : v[Math.min(v.length - 1, Math.ceil(p * v.length) - 1)]!)
+  const v = Float64Array.from(responseMs.splice(0)).sort()
+  const at = (p: number) => percentile(v, p)
   return `p50 ${at(0.5).toFixed(3)} p90 ${at(0.9).toFixed(3)} p95 ${at(0.95).toFixed(3)} p98 ${at(0.98).toFixed(3)} p99 ${at(0.99).toFixed(3)} p99.9 ${at(0.999).toFixed(2)} ms`
 }
 

@@ -139,7 +139,7 @@ function run(url: string | string[], requests: autocannon.Request[], connections
 }
 
 /** Nearest-rank percentile of ascending values. */
-function percentile(sorted: Float64Array, p: number): number {
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return Number.NaN
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]
 }
