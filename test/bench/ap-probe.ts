@@ -64,6 +64,22 @@ function threadCpu(pid: number): Record<string, number> {
   return out
 }
 
+/** Context switches of one process, every thread: voluntary (it slept: a wakeup each) and involuntary (preempted). */
+function switches(pid: number): Record<string, number> {
+  const out: Record<string, number> = { vol: 0, invol: 0 }
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let status: string
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
+    } catch {
+      continue
+    }
+    out.vol! += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
+    out.invol! += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
+  }
+  return out
+}
+
 function add(a: Record<string, number>, b: Record<string, number>, sign = 1): Record<string, number> {
   const out = { ...a }
   for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + sign * v
@@ -199,8 +215,12 @@ try {
         await dumpLoops(nodes)
         const stats0 = await distroStats(urls)
         const cpu0 = nodes.map((n) => threadCpu(n.pid!)).reduce((a, b) => add(a, b), {})
+        const sw0 = nodes.map((n) => switches(n.pid!)).reduce((a, b) => add(a, b), {})
+        const own0 = switches(process.pid)
         const r = await go(Number(opts.duration))
         const cpu1 = nodes.map((n) => threadCpu(n.pid!)).reduce((a, b) => add(a, b), {})
+        const sw = add(nodes.map((n) => switches(n.pid!)).reduce((a, b) => add(a, b), {}), sw0, -1)
+        const own = add(switches(process.pid), own0, -1)
         const loops = await dumpLoops(nodes)
         const stats1 = await distroStats(urls)
         const d = add(cpu1, cpu0, -1)
@@ -210,6 +230,8 @@ try {
         console.log(
           `round ${round} ${name} c=${conns}: ${Math.round(total / r.duration)} req/s, ${takePercentiles()}, non2xx ${r.non2xx}; cluster CPU ${Math.round((sum * 1e6) / total)} µs/req (${per})`,
         )
+        const perReq = (n: number) => (n / total).toFixed(2)
+        console.log(`   context switches per request: nodes ${perReq(sw.vol!)} voluntary, ${perReq(sw.invol!)} involuntary; this process (autocannon) ${perReq(own.vol!)} / ${perReq(own.invol!)}`)
         for (const [i, l] of loops.entries()) {
           const dl = l.delay as Record<string, number>
           const gc = Object.entries(l.gc as Record<string, { count: number; ms: number; maxMs: number }>)
