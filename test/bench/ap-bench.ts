@@ -868,7 +868,8 @@ function docsSection(): string {
     'waits for two of them. How much that costs at the least is measured by `npm run bench:floor`',
     '(its section below), at 1 and 64 connections: three processes that forward as Grace must and do',
     'nothing else. Where the floor itself stays under a target, no design that forwards can meet it',
-    "on this layout; where it does not, the gap is Grace's own cost.",
+    "on this layout; where it does not, the gap is Grace's own cost. The floor is measured unpinned",
+    'too (its second table), to tell what the one-core layout decides from what forwarding does.',
     ...(stderr.length ? ['', 'Grace wrote to stderr during the run:', '', '```', ...stderr, '```'] : []),
   ].join('\n')
 }

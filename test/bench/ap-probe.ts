@@ -115,7 +115,7 @@ function run(urls: string[], conns: number, durationS: number, requests: autocan
  */
 async function runOwned(ids: string[], urls: string[], conns: number, durationS: number, beat: boolean): Promise<autocannon.Result> {
   const runs = ids.map((id, i) => {
-    let k = ownedSeq
+    let k = registrations.next
     let b = 0
     const mine = Array.from({ length: BEAT_CLIENTS }, (_, j) => `bench-ap-beat-${j}`).filter((c) => responsibleNode(c, ids) === id)
     const beats: autocannon.Request[] = [
@@ -128,14 +128,15 @@ async function runOwned(ids: string[], urls: string[], conns: number, durationS:
         headers: JSON_HEADERS,
         setupRequest: (r) => {
           for (;;) {
-            const { ip, port } = instanceAddress(k++ % DISTINCT_INSTANCES)
-            if (responsibleNode(`${ip}:${port}`, ids) === id) return { ...r, body: JSON.stringify({ service: 'bench-ap-eph', ip, port, weight: 1 + (Math.floor(k / DISTINCT_INSTANCES) % 100), ephemeral: true }) }
+            const { ip, port } = instanceAddress(k % DISTINCT_INSTANCES)
+            const weight = 1 + (Math.floor(k++ / DISTINCT_INSTANCES) % 100)
+            if (responsibleNode(`${ip}:${port}`, ids) === id) return { ...r, body: JSON.stringify({ service: 'bench-ap-eph', ip, port, weight, ephemeral: true }) }
           }
         },
       },
     ]
     return run([urls[i]!], Math.max(1, Math.round(conns / ids.length)), durationS, beat ? beats : registers).finally(() => {
-      ownedSeq = Math.max(ownedSeq, k)
+      registrations.next = Math.max(registrations.next, k)
     })
   })
   const results = await Promise.all(runs)
@@ -146,7 +147,8 @@ async function runOwned(ids: string[], urls: string[], conns: number, durationS:
     non2xx: results.reduce((a, r) => a + r.non2xx, 0),
   }
 }
-let ownedSeq = 0
+/** Shared by the register and register-owned scenarios, so that no round repeats a registration. */
+const registrations = { next: 0 }
 
 async function dumpLoops(nodes: RunningServer[]): Promise<Record<string, unknown>[]> {
   for (const n of nodes) rmSync(join(tmp, `loop-${n.pid}.json`), { force: true })
@@ -199,7 +201,7 @@ try {
     const body = { service: 'bench-ap-beat', ip: `10.2.${(i >> 8) & 255}.${i & 255}`, port: 9000, ephemeral: true, clientId: `bench-ap-beat-${i}`, metadata: LONG_LEASE }
     await call(urls[i % 3]!, 'POST', '/v1/ns/instances', body)
   }
-  const register = registerScenario('register', 'register', 'bench-ap-eph', true)
+  const register = registerScenario('register', 'register', 'bench-ap-eph', true, registrations)
   let beatSeq = 0
   const beat = (): autocannon.Request[] => [
     { method: 'PUT', path: '/v1/ns/instances/beat', headers: JSON_HEADERS, setupRequest: (r) => ({ ...r, body: JSON.stringify({ clientId: `bench-ap-beat-${beatSeq++ % BEAT_CLIENTS}` }) }) },

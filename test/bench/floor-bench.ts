@@ -9,7 +9,7 @@
 // more the connections are split over the three, as bench:ap does with the nodes. Writes the
 // floor section of docs/benchmarks.md.
 
-import { mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -28,6 +28,10 @@ const ROOF_SCRIPT = fileURLToPath(new URL('./roof-server.js', import.meta.url))
 const FLOOR_SCRIPT = fileURLToPath(new URL('./forward-floor.js', import.meta.url))
 /** issue 4: Grace/roof req/s, roof/Grace p50 and p99 at least this; the floor's is the most any design can reach. */
 const TARGET_RATIO = 0.6
+const LAYOUT_TITLES = {
+  pinned: "### Pinned, as bench:ap: the floor's three processes share one core",
+  unpinned: '### Unpinned: every process free to use both cores',
+} as const
 const PREWARM_S = 3
 
 const { values: opts } = parseArgs({
@@ -126,11 +130,35 @@ try {
   rmSync(tmp, { recursive: true, force: true })
 }
 
-const info = runInfoBase('npm run bench:floor', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore })
-const section = docsSection()
-console.log(section)
-writeDocsSection(join(ROOT, 'docs/benchmarks.md'), section, 'floor')
-progress('wrote the floor section of docs/benchmarks.md')
+const info = runInfoBase(`${pinning.serverCpu === undefined && process.env.GRACE_BENCH_PIN === '0' ? 'GRACE_BENCH_PIN=0 ' : ''}npm run bench:floor`, { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore })
+// Pinned (bench:ap's layout) and unpinned runs each keep their own table in the section: a run
+// replaces only its layout's, so that both stand side by side.
+const layout = pinning.serverCpu !== undefined ? 'pinned' : 'unpinned'
+const docs = join(ROOT, 'docs/benchmarks.md')
+const tables = { pinned: heldTable(docs, 'pinned'), unpinned: heldTable(docs, 'unpinned'), [layout]: layoutTable() }
+console.log(tables[layout])
+writeDocsSection(docs, [docsIntro(), innerBlock('pinned', tables.pinned), innerBlock('unpinned', tables.unpinned)].join('\n\n'), 'floor')
+progress(`wrote the floor section of docs/benchmarks.md (its ${layout} table)`)
+
+function innerMarkers(which: string): [string, string] {
+  return [`<!-- bench:floor-${which}:start -->`, `<!-- bench:floor-${which}:end -->`]
+}
+
+function innerBlock(which: string, table: string): string {
+  const [start, end] = innerMarkers(which)
+  return `${start}\n${table}\n${end}`
+}
+
+/** The table a previous run wrote for a layout, or a note that there is none yet. */
+function heldTable(path: string, which: 'pinned' | 'unpinned'): string {
+  const [start, end] = innerMarkers(which)
+  const text = existsSync(path) ? readFileSync(path, 'utf8') : ''
+  const from = text.indexOf(start)
+  const to = text.indexOf(end)
+  if (from >= 0 && to > from) return text.slice(from + start.length, to).trim()
+  const command = which === 'pinned' ? '`npm run bench:floor`' : '`GRACE_BENCH_PIN=0 npm run bench:floor`'
+  return `${LAYOUT_TITLES[which]}\n\nNot measured yet: ${command} measures it.`
+}
 
 function ratioOf(row: Row, of: (p: Pair) => number): string {
   const v = row.pairs.map(of)
@@ -141,9 +169,8 @@ function med(row: Row, side: keyof Pair, key: keyof Measurement): number {
   return median(row.pairs.map((p) => p[side][key] as number))
 }
 
-function docsSection(): string {
-  const m = describeMachine()
-  const lines = [
+function docsIntro(): string {
+  return [
     "## The forwarding floor: what bench:ap's targets allow",
     '',
     '`npm run bench:floor` measures the least a request costs on the AP benchmark\'s layout when it',
@@ -156,7 +183,16 @@ function docsSection(): string {
     'validation or request log, so no design that forwards can be faster. The roof is the one of the',
     'other benchmarks. Alternating pairs, roof then floor, each run after a warmup, both prewarmed',
     'once; at one connection each floor run drives the next process in turn, at more the connections',
-    'are split over the three, as in bench:ap.',
+    'are split over the three, as in bench:ap. bench:ap pins its servers to one core; the floor is',
+    'measured that way and also unpinned (`GRACE_BENCH_PIN=0`), each run keeping its own table, to',
+    'tell what the layout decides from what forwarding does.',
+  ].join('\n')
+}
+
+function layoutTable(): string {
+  const m = describeMachine()
+  const lines = [
+    LAYOUT_TITLES[layout],
     '',
     `Last run ${info.date} with \`${info.command}\`: ${pairs} pairs per cell, each run after a ${warmupS} s warmup and measured for ${durationS} s, at ${connectionCounts.join(' and ')} connection${connectionCounts.length > 1 || connectionCounts[0] !== 1 ? 's' : ''}.`,
     `Pinning: ${info.pinning}. Machine: ${m.cores} × ${m.cpuModel}, ${m.os}, Node ${m.node}; 1-minute load ${info.loadBefore} before, ${info.loadAfter} after.`,

@@ -35,8 +35,12 @@ export function instanceAddress(k: number): { ip: string; port: number } {
  * Distinct registrations of one kind: a new instance (ip:port) each, wrapping after
  * DISTINCT_INSTANCES; each lap over the addresses gives them another weight (1, 2, …, 100, 1, …).
  */
-export function registerScenario(id: string, title: string, service: string, ephemeral: boolean): Scenario {
-  let seq = 0
+/**
+ * `counter`: where the next registration's number comes from. Scenarios that share one never send
+ * the same instance with the same weight, so each registration stays a change (a repeat is a
+ * renewal: no new revision, nothing to sync).
+ */
+export function registerScenario(id: string, title: string, service: string, ephemeral: boolean, counter: { next: number } = { next: 0 }): Scenario {
   return {
     id,
     title,
@@ -48,7 +52,7 @@ export function registerScenario(id: string, title: string, service: string, eph
         // One counter shared by every connection, so no two requests of a run repeat an instance
         // until DISTINCT_INSTANCES have been registered.
         setupRequest: (request) => {
-          const k = seq++
+          const k = counter.next++
           const { ip, port } = instanceAddress(k % DISTINCT_INSTANCES)
           const weight = 1 + (Math.floor(k / DISTINCT_INSTANCES) % 100)
           return { ...request, body: JSON.stringify({ service, ip, port, weight, ephemeral }) }
