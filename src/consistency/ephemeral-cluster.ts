@@ -37,10 +37,13 @@ import {
   encodeForward,
   encodeForwardAnswer,
 } from './ephemeral-forward.js'
+import { SILENCE_METHOD, decodeSilenceAnswer, decodeSilenceQuestion, encodeSilenceAnswer, encodeSilenceQuestion } from './ephemeral-silence.js'
 
 /** How often the healthy members are worked out again without being told of a change. */
 export const MEMBERSHIP_CHECK_MS = 1_000
 const FORWARD_TIMEOUT_MS = 5_000
+/** How long an owner waits for each member's answer before a removal (naming.silence). */
+const SILENCE_TIMEOUT_MS = 2_000
 /** At startup, how long to wait for a first peer connection before loading. */
 const PEER_WAIT_MS = 3_000
 
@@ -98,6 +101,9 @@ export class EphemeralCluster implements EphemeralOwners {
   /** Serves forwarded changes with `naming`, and moves leases with ownership. */
   attach(naming: NamingService, leases: ClientLeases): void {
     this.leases = leases
+    // Before it removes a client, the owner asks the others whether they heard from it.
+    leases.configure({ peerSilence: (clientIds) => this.peerSilence(clientIds) })
+    this.opts.transport.onCall(SILENCE_METHOD, async (_from, payload) => encodeSilenceAnswer(leases.silences(decodeSilenceQuestion(payload))))
     // A record of a client this node is responsible for may arrive from a peer (pushed after a
     // partition, or synced by a former owner): the lease starts here, with a full timeout.
     this.store.subscribe((clientId, _prev, next, origin) => {
@@ -207,6 +213,31 @@ export class EphemeralCluster implements EphemeralOwners {
     }
     if (method === FORWARD_BEAT_METHOD) return decodeBeatAnswer(answer)
     return method === FORWARD_REGISTER_METHOD ? decodeRegisterAnswer(answer) : decodeForwardAnswer(answer)
+  }
+
+  /**
+   * naming/leases.ts PeerSilence: asks every other healthy member (as this node sees them) about
+   * the clients; per client, the least silence any of them reports. A member that does not
+   * answer fails the question, except one that does not know it (a node of an older version
+   * during a rolling upgrade), which holds no lease it could tell of.
+   */
+  private async peerSilence(clientIds: readonly string[]): Promise<ReadonlyMap<string, number>> {
+    const heard = new Map<string, number>()
+    const question = encodeSilenceQuestion(clientIds)
+    const peers = this.healthy.filter((id) => id !== this.opts.self)
+    const answers = await Promise.all(
+      peers.map((peer) =>
+        this.opts.transport.call(peer, SILENCE_METHOD, question, SILENCE_TIMEOUT_MS).catch((err: { remoteCode?: string | null }) => {
+          if (err.remoteCode === 'NOT_FOUND') return null
+          throw err
+        }),
+      ),
+    )
+    for (const answer of answers) {
+      if (answer === null) continue
+      for (const [id, ms] of decodeSilenceAnswer(answer, clientIds)) heard.set(id, Math.min(ms, heard.get(id) ?? Infinity))
+    }
+    return heard
   }
 
   /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */

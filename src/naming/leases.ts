@@ -5,7 +5,8 @@
 //
 // Two rules can hold expiry back: mayExpire (Distro: this node sees no majority of the members)
 // and self-preservation (too many of this node's own clients stopped beating at once;
-// self-preservation.ts), which is off until configure() turns it on.
+// self-preservation.ts), which is off until configure() turns it on. And in a cluster a removal
+// waits for the other members to say that none of them heard from the client (PeerSilence).
 
 import type { ClientRecord, EphemeralStore } from '../ap/store.js'
 import type { Cancel, Clock } from '../core/clock.js'
@@ -32,6 +33,19 @@ export const SWEEP_CHUNK = 256
  * latency.
  */
 export const SCAN_CHUNK = 2048
+
+/**
+ * Asks the other members whether any of them heard from these clients: for each client that some
+ * member holds a lease for, the least time (ms) since that lease's last beat. Rejects when a member
+ * that had to answer did not.
+ *
+ * Why: members can disagree about who is UP. Heartbeats between nodes lost one way make one node
+ * count another as down while that one still counts it as up, and each takes the client as its
+ * own. The client's beats then renew a lease on one of them while the other, which hears nothing,
+ * would remove the client from every node (seed 143679 of the Distro simulator). A removal cannot
+ * be taken back, so before one the owner asks.
+ */
+export type PeerSilence = (clientIds: readonly string[]) => Promise<ReadonlyMap<string, number>>
 
 /** An instance's beat interval and timeouts: the defaults, or what its metadata overrides. */
 interface BeatTimes {
@@ -141,6 +155,11 @@ class Lease {
   queued = false
   /** The bucket that holds it, or DIRTY, IDLE, GONE. */
   where = DIRTY
+  /**
+   * The `last` for which the other members said that none of them heard from the client since
+   * (PeerSilence); -1: never. A removal goes ahead only while `last` is still that.
+   */
+  silentFor = -1
 
   constructor(
     /** Its client, so that a pass can go over leases alone. */
@@ -223,6 +242,10 @@ export class ClientLeases {
   private cancelRest: Cancel | null = null
   /** Runs a sweep's changes to the store; the naming view makes them one change per service. */
   private applyBulk: (apply: () => void) => void = (apply) => apply()
+  /** Asked before a removal; null: nobody else could have heard from a client (a standalone node). */
+  private peerSilence: PeerSilence | null = null
+  /** A PeerSilence question is on its way: one at a time. */
+  private asking = false
 
   constructor(
     private readonly store: EphemeralStore,
@@ -260,10 +283,11 @@ export class ClientLeases {
    * Turns self-preservation on (settings with share 1: off), sets where its changes are logged,
    * and how a sweep's changes are applied together (NamingView.batch).
    */
-  configure(opts: { selfPreservation?: SelfPreservationSettings; logger?: Logger; applyBulk?: (apply: () => void) => void }): void {
+  configure(opts: { selfPreservation?: SelfPreservationSettings; logger?: Logger; applyBulk?: (apply: () => void) => void; peerSilence?: PeerSilence }): void {
     if (opts.selfPreservation) this.preservation = new SelfPreservation(opts.selfPreservation)
     if (opts.logger) this.logger = opts.logger
     if (opts.applyBulk) this.applyBulk = opts.applyBulk
+    if (opts.peerSilence) this.peerSilence = opts.peerSilence
   }
 
   /** Self-preservation as of the last sweep; null when it was never configured. */
@@ -341,6 +365,17 @@ export class ClientLeases {
   /** When the client last beat, as this node's lease says; undefined: no lease here. */
   lastBeatOf(clientId: string): number | undefined {
     return this.leases.get(clientId)?.last
+  }
+
+  /** What this node answers a PeerSilence question: ms since the last beat, for the clients it holds a lease for. */
+  silences(clientIds: readonly string[]): Map<string, number> {
+    const now = this.clock.now()
+    const out = new Map<string, number>()
+    for (const id of clientIds) {
+      const last = this.leases.get(id)?.last
+      if (last !== undefined) out.set(id, Math.max(0, now - last))
+    }
+    return out
   }
 
   forget(clientId: string): void {
@@ -537,6 +572,8 @@ export class ClientLeases {
     const now = this.clock.now()
     const end = Math.min(due.length, from + SWEEP_CHUNK)
     const changes: { lease: Lease; next: ClientRecord }[] = []
+    /** Due for a removal the other members have not cleared yet. */
+    const unasked: Lease[] = []
     for (let k = from; k < end; k++) {
       const lease = due[k]!
       lease.queued = false
@@ -551,8 +588,14 @@ export class ClientLeases {
       const next = expire(record, now - lease.last)
       // Unchanged: it was due for unhealthy instances a beat would make healthy, and its silence
       // passed their timeout since; its look filed it for then, so it is looked at again.
-      if (next !== record) changes.push({ lease, next })
+      if (next === record) continue
+      if (this.peerSilence && next.instances.length < record.instances.length && lease.silentFor !== lease.last) {
+        unasked.push(lease)
+        continue
+      }
+      changes.push({ lease, next })
     }
+    if (unasked.length > 0) this.askPeers(unasked)
     let expired = 0
     let removed = 0
     this.applyBulk(() => {
@@ -572,6 +615,43 @@ export class ClientLeases {
     })
     if (this.preservation?.enabled()) this.preservation.recordExpired(now, expired, removed)
     if (end < due.length) this.cancelRest = this.clock.setTimer(0, () => this.expireDue(due, end))
+  }
+
+  /**
+   * Asks the other members about clients due for removal. Each lease is looked at again by the
+   * next sweep: a beat another member had counts as a beat here; if none had one and the client
+   * stayed silent here, its removal goes ahead then; if a member did not answer, it is asked again.
+   */
+  private askPeers(leases: readonly Lease[]): void {
+    if (this.asking) {
+      for (const lease of leases) this.touch(lease)
+      return
+    }
+    this.asking = true
+    const asked = leases.map((lease) => ({ lease, last: lease.last }))
+    this.peerSilence!(asked.map((a) => a.lease.clientId))
+      .then(
+        (heard) => {
+          const now = this.clock.now()
+          for (const { lease, last } of asked) {
+            if (lease.where === GONE) continue
+            const silence = heard.get(lease.clientId)
+            if (silence !== undefined && now - silence > lease.last) {
+              lease.last = now - silence
+              lease.expiredStep = false
+              this.uncount(lease)
+            } else if (silence === undefined && lease.last === last) lease.silentFor = last
+            this.touch(lease)
+          }
+        },
+        (err: Error) => {
+          this.logger.warn({ clients: asked.length, err: err.message }, 'leases: could not ask every member whether it heard from clients due for removal; asking again at the next sweep')
+          for (const { lease } of asked) if (lease.where !== GONE) this.touch(lease)
+        },
+      )
+      .finally(() => {
+        this.asking = false
+      })
   }
 
   private logTransition(transition: 'paused' | 'resumed'): void {

@@ -1,4 +1,4 @@
-// `node --expose-gc dist/test/bench/ap-register.js [--clients N] [--warmup N] [--per-window N] [--reps N] [--against DIR]`
+// `node --expose-gc dist/test/bench/ap-register.js [--clients N] [--warmup N] [--per-window N] [--reps N] [--update] [--against DIR]`
 //
 // What an ephemeral registration costs a 3-node cluster, in one process, steady where the
 // wall-clock benchmark (ap-bench.ts) is not on a shared machine: three nodes wired as
@@ -9,6 +9,9 @@
 // route parses it, sent to the next node in turn, so two in three are forwarded to their owner;
 // `--per-window` of them (default 128, about what 64 connections bring in a sync interval) go
 // out together, then the clock moves by one sync interval so the batches reach the peers.
+//
+// --update: the clients are registered before, and each measured registration changes one
+// (another weight), as most of bench:ap's do once its addresses come round again.
 //
 // Answers per registration, all three nodes together: process CPU (every thread: V8's GC helpers
 // included), main-thread CPU, GC pause time (main thread), and the heap each client keeps on
@@ -32,6 +35,7 @@ const { values: opts } = parseArgs({
     'per-window': { type: 'string', default: '128' },
     reps: { type: 'string', default: '5' },
     against: { type: 'string' },
+    update: { type: 'boolean', default: false },
   },
 })
 const CLIENTS = Number(opts.clients)
@@ -110,11 +114,12 @@ async function rep(b: Build): Promise<Result> {
     for (let s = 0; s < 8; s++) await new Promise((r) => setImmediate(r))
   }
   let k = 0
-  const register = async (count: number): Promise<void> => {
+  let held = 0
+  const register = async (count: number, weight = 1): Promise<void> => {
     for (let done = 0; done < count; ) {
       const waits: Promise<unknown>[] = []
       for (let j = 0; j < PER_WINDOW && done < count; j++, done++, k++) {
-        const body = JSON.stringify({ service: 'bench-ap-eph', ip: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 20_000 + (k >> 16), weight: 1, ephemeral: true })
+        const body = JSON.stringify({ service: 'bench-ap-eph', ip: `10.0.${(k >> 8) & 255}.${k & 255}`, port: 20_000 + (k >> 16), weight, ephemeral: true })
         const pending = nodes[k % 3]!.naming.registerNow(parseInstance(JSON.parse(body)))
         if (pending) waits.push(pending)
       }
@@ -122,19 +127,27 @@ async function rep(b: Build): Promise<Result> {
       clock.advance(SYNC_INTERVAL_MS)
       await settle()
     }
+    held = Math.max(held, k)
     // Every sync delivered.
-    for (let r = 0; r < 20 && nodes.some((n) => n.cluster.store.queuedSyncs() > 0 || n.cluster.store.size() !== k); r++) {
+    for (let r = 0; r < 20 && nodes.some((n) => n.cluster.store.queuedSyncs() > 0 || n.cluster.store.size() !== held); r++) {
       clock.advance(SYNC_INTERVAL_MS)
       await settle()
     }
   }
   await register(WARMUP)
+  if (opts.update) {
+    // The clients exist already and each registration changes one (another weight), as in
+    // bench:ap once its addresses come round again: the warmup clients once, then the measured.
+    await register(CLIENTS)
+    k = 0
+    await register(WARMUP, 2)
+  }
   gc!()
   const heap0 = process.memoryUsage().heapUsed
   const gc0 = gcMs
   const main0 = mainThreadCpuMs()
   const cpu0 = cpuMs()
-  await register(CLIENTS)
+  await register(CLIENTS, opts.update ? 2 : 1)
   const cpu = cpuMs() - cpu0
   const main = mainThreadCpuMs() - main0
   const pauses = gcMs - gc0
@@ -163,6 +176,6 @@ for (const b of builds) {
   const xs = results.get(b)!
   const med = (f: (x: Result) => number) => median(xs.map(f))
   console.log(
-    `${b.name}: median ${med((x) => x.cpuUs).toFixed(1)} µs CPU per registration (main thread ${med((x) => x.mainUs).toFixed(1)}, GC pauses ${med((x) => x.gcUs).toFixed(1)}), heap ${med((x) => x.heapBytes).toFixed(0)} B per client over 3 nodes; ${CLIENTS} registrations after ${WARMUP}, ${PER_WINDOW} per sync window`,
+    `${b.name}: median ${med((x) => x.cpuUs).toFixed(1)} µs CPU per registration (main thread ${med((x) => x.mainUs).toFixed(1)}, GC pauses ${med((x) => x.gcUs).toFixed(1)}), heap ${med((x) => x.heapBytes).toFixed(0)} B per client over 3 nodes; ${CLIENTS} ${opts.update ? 'changed' : 'new'} registrations after ${WARMUP}, ${PER_WINDOW} per sync window`,
   )
 }

@@ -63,3 +63,17 @@ t.test('a seed replays exactly', async (t) => {
     t.same(a.stats, b.stats, `seed ${seed}: same statistics`)
   }
 })
+
+t.test('seeds that once removed a live client pass', async (t) => {
+  // 143679: under lost messages one node counted its peer as down and took a client's beats
+  // while the peer, the owner in its own view, heard none and removed the client. The owner now
+  // asks the others before a removal (naming/leases.ts PeerSilence). 141189 failed alike.
+  for (const seed of [143679, 141189]) {
+    try {
+      await runDistroSimulation(seed)
+      t.pass(`seed ${seed}`)
+    } catch (err) {
+      t.fail(err instanceof Error ? err.message : String(err))
+    }
+  }
+})

@@ -376,3 +376,61 @@ t.test('while expiry is held back, clients that come and go leave no trace in th
   t.equal(store.get('stays')!.instances[0]!.healthy, false, 'the sweeps expire as usual once allowed')
   leases.stop()
 })
+
+t.test('before a removal the owner asks the other members: a beat one of them had keeps the client; none, and the removal goes ahead; no answer, and it asks again', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  const questions: string[][] = []
+  // What the other members say at the next question: a client's silence there, or a failure.
+  let reply: () => Promise<ReadonlyMap<string, number>> = () => Promise.resolve(new Map())
+  leases.configure({
+    peerSilence: (ids) => {
+      questions.push([...ids])
+      return reply()
+    },
+  })
+  const settle = () => new Promise((resolve) => setImmediate(resolve))
+  for (const id of ['kept', 'gone']) {
+    store.put(record(id))
+    leases.renew(id)
+  }
+  clock.advance(BEAT_DEFAULTS.unhealthyAfterMs + 1)
+  leases.sweep()
+  t.equal(questions.length, 0, 'marking unhealthy needs nobody else')
+  t.equal(store.get('kept')!.instances[0]!.healthy, false)
+
+  // A member does not answer: nothing is removed, and the next sweep asks again.
+  reply = () => Promise.reject(new Error('n1 -> n3 naming.silence: timed out'))
+  clock.advance(BEAT_DEFAULTS.removeAfterMs - BEAT_DEFAULTS.unhealthyAfterMs)
+  leases.sweep()
+  t.same(questions, [['kept', 'gone']], 'both are due for removal: the others are asked about both')
+  t.ok(store.get('kept') && store.get('gone'), 'nothing is removed before they answer')
+  await settle()
+  t.ok(store.get('kept') && store.get('gone'), 'nor when a member could not say')
+
+  // Another member took the beats of 'kept' (it counted this node as down): 2 s ago, there.
+  reply = () => Promise.resolve(new Map([['kept', 2_000]]))
+  clock.advance(1_000)
+  leases.sweep()
+  t.same(questions[1], ['kept', 'gone'], 'asked again')
+  await settle()
+  t.equal(leases.lastBeatOf('kept'), clock.now() - 2_000, "the other member's beat counts as a beat here")
+  t.ok(store.get('gone'), 'cleared by the others, it goes at the next sweep')
+  clock.advance(1_000)
+  leases.sweep()
+  t.notOk(store.get('gone'), 'removed once nobody heard from it')
+  t.ok(store.get('kept'), 'kept: its silence runs from the beat the other member had')
+  t.equal(questions.length, 2, "'kept' is not due any more")
+
+  // A beat here after the others cleared a client voids their answer: its silence starts again.
+  store.put(record('late'))
+  leases.renew('late')
+  clock.advance(BEAT_DEFAULTS.removeAfterMs + 1)
+  leases.sweep()
+  await settle()
+  leases.renew('late')
+  clock.advance(1_000)
+  leases.sweep()
+  t.ok(store.get('late'), 'beat after the answer: not removed')
+})
