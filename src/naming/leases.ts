@@ -47,6 +47,9 @@ export const SCAN_CHUNK = 2048
  */
 export type PeerSilence = (clientIds: readonly string[]) => Promise<ReadonlyMap<string, number>>
 
+/** The most handed-over clients a node remembers the last beats of (ClientLeases.handedOver). */
+export const MAX_HANDED_OVER = 200_000
+
 /** An instance's beat interval and timeouts: the defaults, or what its metadata overrides. */
 interface BeatTimes {
   readonly intervalMs: number
@@ -72,6 +75,13 @@ function beatTimesOf(instance: Instance): BeatTimes {
 function msOr(value: string | undefined, fallback: number): number {
   const ms = value === undefined ? NaN : Number(value)
   return Number.isFinite(ms) && ms > 0 ? ms : fallback
+}
+
+/** The longest delete timeout of a client's instances. */
+function maxRemoveAfter(instances: readonly Instance[]): number {
+  let most: number = BEAT_DEFAULTS.removeAfterMs
+  for (const i of instances) most = Math.max(most, beatTimesOf(i).removeAfterMs)
+  return most
 }
 
 /** The interval a client should beat at: the shortest any of its instances asks for. */
@@ -246,6 +256,12 @@ export class ClientLeases {
   private peerSilence: PeerSilence | null = null
   /** A PeerSilence question is on its way: one at a time. */
   private asking = false
+  /**
+   * Clients whose leases went to another owner, with their last beat here, kept for as long as
+   * a removal could still be asked about (their delete timeout from that beat): the new owner
+   * may not have had those beats. Oldest first; at most MAX_HANDED_OVER.
+   */
+  private readonly handedOver = new Map<string, { readonly last: number; readonly keepUntil: number }>()
 
   constructor(
     private readonly store: EphemeralStore,
@@ -324,7 +340,10 @@ export class ClientLeases {
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
-    for (const id of clientIds) this.forget(id)
+    for (const id of clientIds) {
+      const lease = this.leases.get(id)
+      if (lease) this.giveAway(lease)
+    }
   }
 
   start(): void {
@@ -367,12 +386,16 @@ export class ClientLeases {
     return this.leases.get(clientId)?.last
   }
 
-  /** What this node answers a PeerSilence question: ms since the last beat, for the clients it holds a lease for. */
+  /**
+   * What this node answers a PeerSilence question: ms since the last beat it had, for the
+   * clients it holds a lease for or handed over recently.
+   */
   silences(clientIds: readonly string[]): Map<string, number> {
     const now = this.clock.now()
+    this.pruneHandedOver(now)
     const out = new Map<string, number>()
     for (const id of clientIds) {
-      const last = this.leases.get(id)?.last
+      const last = this.leases.get(id)?.last ?? this.handedOver.get(id)?.last
       if (last !== undefined) out.set(id, Math.max(0, now - last))
     }
     return out
@@ -381,6 +404,31 @@ export class ClientLeases {
   forget(clientId: string): void {
     const lease = this.leases.get(clientId)
     if (lease) this.drop(lease)
+  }
+
+  /**
+   * Drops a lease whose client another node owns now, remembering its last beat: a client that
+   * beat here while this node took it as its own (a view of the members the owner did not share)
+   * must not be removed by the owner for a silence it only had there (Distro simulator seed 3073).
+   */
+  private giveAway(lease: Lease): void {
+    const now = this.clock.now()
+    this.pruneHandedOver(now)
+    const removeAfter = lease.record ? maxRemoveAfter(lease.record.instances) : BEAT_DEFAULTS.removeAfterMs
+    this.handedOver.delete(lease.clientId)
+    if (lease.last + removeAfter > now) {
+      this.handedOver.set(lease.clientId, { last: lease.last, keepUntil: lease.last + removeAfter })
+      if (this.handedOver.size > MAX_HANDED_OVER) this.handedOver.delete(this.handedOver.keys().next().value!)
+    }
+    this.drop(lease)
+  }
+
+  /** Forgets the handed-over clients past their time, from the oldest until one is not. */
+  private pruneHandedOver(now: number): void {
+    for (const [id, h] of this.handedOver) {
+      if (h.keepUntil >= now) break
+      this.handedOver.delete(id)
+    }
   }
 
   private add(clientId: string, now: number): void {
@@ -479,8 +527,12 @@ export class ClientLeases {
   private look(lease: Lease, now: number, ownersVersion: number): void {
     const clientId = lease.clientId
     const record = lease.record ?? this.store.get(clientId)
-    if (!record || (lease.ownedUnder !== ownersVersion && !this.owns(clientId))) {
+    if (!record) {
       this.drop(lease)
+      return
+    }
+    if (lease.ownedUnder !== ownersVersion && !this.owns(clientId)) {
+      this.giveAway(lease)
       return
     }
     lease.ownedUnder = ownersVersion

@@ -93,12 +93,25 @@ export interface RemovalStats {
   removalsWhileBeating: number
   /** Instances of LIVE clients marked unhealthy somewhere (allowed, counted for the record). */
   unhealthyWhileLive: number
+  /**
+   * Instances of LIVE clients dropped from a copy older than a removal that was allowed (its
+   * client was not LIVE then), by a newer record, before the instance came back anywhere: the
+   * allowed removal reaching a node that missed it (allowed, counted).
+   */
+  lateRemovals: number
 }
 
 /** Checker 2: a LIVE client's instance never leaves any node's store. */
 export class NoLiveRemovalChecker {
   readonly violations: string[] = []
-  readonly stats: RemovalStats = { removals: 0, removalsWhileBeating: 0, unhealthyWhileLive: 0 }
+  readonly stats: RemovalStats = { removals: 0, removalsWhileBeating: 0, unhealthyWhileLive: 0, lateRemovals: 0 }
+  /**
+   * Instances (client id, a space, instance key) whose removal was allowed, by the version that
+   * removed them, until a newer record holds them again. A client can lose an instance while it
+   * is not LIVE (its beats went to a minority) and be LIVE again before a node that was cut off
+   * then hears of it: that node dropping its old copy is that removal arriving late (seed 141812).
+   */
+  private readonly allowedRemovals = new Map<string, number>()
 
   constructor(
     private readonly liveness: Liveness,
@@ -112,6 +125,13 @@ export class NoLiveRemovalChecker {
    * the node holds after the change (the tombstone's for a removal).
    */
   onChange(node: string, clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined, origin: string | undefined, version?: number): void {
+    // Back in a record newer than its removal: registered again. (An older copy, loaded or
+    // pulled from a node that missed the removal, is not.)
+    for (const i of next?.instances ?? []) {
+      const key = `${clientId} ${instanceKey(i)}`
+      const removedAt = this.allowedRemovals.get(key)
+      if (removedAt !== undefined && (version === undefined || version > removedAt)) this.allowedRemovals.delete(key)
+    }
     if (!prev) return
     const staying = new Map<string, Instance>()
     for (const i of next?.instances ?? []) staying.set(instanceKey(i), i)
@@ -126,15 +146,28 @@ export class NoLiveRemovalChecker {
     this.stats.removals += gone.length
     const now = this.now()
     if (this.liveness.isLive(clientId, now)) {
+      const late = (k: string) => {
+        const removedAt = this.allowedRemovals.get(`${clientId} ${k}`)
+        return removedAt !== undefined && version !== undefined && prev.version < removedAt && removedAt <= version
+      }
+      const early = gone.filter((k) => !late(k))
+      this.stats.lateRemovals += gone.length - early.length
+      if (early.length === 0) return
       const last = this.liveness.lastCountedBeat(clientId)!
       this.violations.push(
-        `a LIVE client's instances were removed: node ${node} dropped ${gone.join(', ')} of ${clientId} ` +
+        `a LIVE client's instances were removed: node ${node} dropped ${early.join(', ')} of ${clientId} ` +
           `(${next ? 'a new record without them' : 'the whole client'}, ${origin === 'local' ? "by this node's own write (its lease sweep)" : 'by a copy from a peer'}` +
           `${this.describeWrite(clientId, version)}); ` +
           `the client's latest counted beat was ${((now - last) / 1000).toFixed(3)} s earlier`,
       )
-    } else if (this.liveness.isBeating(clientId)) {
-      this.stats.removalsWhileBeating += gone.length
+    } else {
+      if (this.liveness.isBeating(clientId)) this.stats.removalsWhileBeating += gone.length
+      if (version !== undefined) {
+        for (const k of gone) {
+          const key = `${clientId} ${k}`
+          if (!this.allowedRemovals.has(key)) this.allowedRemovals.set(key, version)
+        }
+      }
     }
   }
 }

@@ -79,6 +79,7 @@ export interface DistroSimStats {
   removals: number
   removalsWhileBeating: number
   unhealthyWhileLive: number
+  lateRemovals: number
 }
 
 export interface DistroSimResult {
@@ -208,6 +209,7 @@ class Simulation {
       removals: 0,
       removalsWhileBeating: 0,
       unhealthyWhileLive: 0,
+      lateRemovals: 0,
     }
     const clientRnd = this.rnd.fork()
     for (let c = 0; c < clientCount; c++) {
@@ -648,6 +650,7 @@ class Simulation {
     s.removals = this.checker.stats.removals
     s.removalsWhileBeating = this.checker.stats.removalsWhileBeating
     s.unhealthyWhileLive = this.checker.stats.unhealthyWhileLive
+    s.lateRemovals = this.checker.stats.lateRemovals
     const hash = createHash('sha256')
     for (const n of this.nodes) for (const r of [...n.cluster.store.clients()].sort((a, b) => (a.clientId < b.clientId ? -1 : 1))) hash.update(`${n.id} ${r.clientId} ${r.version}\n`)
     hash.update(JSON.stringify(s))

@@ -13,7 +13,7 @@ function summaryLine(r: DistroSimResult): string {
   return (
     `seed ${r.seed}: ${s.simMs / 1000} s simulated, ${s.faults} faults (${s.partitions} partitions, ${s.crashes} crashes, ${s.loads} loads), ` +
     `${s.registrations} registrations, ${s.beats} beats (${s.countedBeats} counted, ${s.beatErrors} errors, ${s.unregisteredAnswers} not registered), ` +
-    `${s.deregistrations} deregistrations, ${s.removals} instance removals (${s.removalsWhileBeating} of beating clients not live), ` +
+    `${s.deregistrations} deregistrations, ${s.removals} instance removals (${s.removalsWhileBeating} of beating clients not live, ${s.lateRemovals} late copies of allowed removals), ` +
     `${s.messages} msgs (${s.dropped} lost) [${r.settings}]`
   )
 }

@@ -434,3 +434,20 @@ t.test('before a removal the owner asks the other members: a beat one of them ha
   leases.sweep()
   t.ok(store.get('late'), 'beat after the answer: not removed')
 })
+
+t.test('a node that hands a client over still tells of its last beat there, for one delete timeout from that beat', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  store.put(record('c1'))
+  leases.renew('c1')
+  clock.advance(3_000)
+  t.same([...leases.silences(['c1', 'unknown'])], [['c1', 3_000]], 'its own lease')
+  // The members' view changed: another node owns c1 now. Its beats here may be the only ones.
+  leases.handOver(['c1'])
+  t.equal(leases.lastBeatOf('c1'), undefined, 'no lease here any more')
+  clock.advance(BEAT_DEFAULTS.removeAfterMs - 3_000)
+  t.same([...leases.silences(['c1'])], [['c1', BEAT_DEFAULTS.removeAfterMs]], 'still told one delete timeout after the beat')
+  clock.advance(1)
+  t.same([...leases.silences(['c1'])], [], 'then forgotten: the new owner had a full timeout to hear from it')
+})
