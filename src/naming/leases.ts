@@ -671,8 +671,9 @@ export class ClientLeases {
 
   /**
    * Asks the other members about clients due for removal. Each lease is looked at again by the
-   * next sweep: a beat another member had counts as a beat here; if none had one and the client
-   * stayed silent here, its removal goes ahead then; if a member did not answer, it is asked again.
+   * next sweep: a beat another member had after this lease's last counts as a beat here; if none
+   * had one and the client stayed silent here, its removal goes ahead then; if a member did not
+   * answer, it is asked again.
    */
   private askPeers(leases: readonly Lease[]): void {
     if (this.asking) {
@@ -688,11 +689,14 @@ export class ClientLeases {
           for (const { lease, last } of asked) {
             if (lease.where === GONE) continue
             const silence = heard.get(lease.clientId)
-            if (silence !== undefined && now - silence > lease.last) {
-              lease.last = now - silence
+            // Only a beat newer than this lease's counts: one older (a stale lease elsewhere) must
+            // not hold the removal back for as long as that node keeps it.
+            const heardAt = silence === undefined ? -Infinity : now - silence
+            if (heardAt > lease.last) {
+              lease.last = heardAt
               lease.expiredStep = false
               this.uncount(lease)
-            } else if (silence === undefined && lease.last === last) lease.silentFor = last
+            } else if (lease.last === last) lease.silentFor = last
             this.touch(lease)
           }
         },

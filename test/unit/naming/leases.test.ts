@@ -451,3 +451,20 @@ t.test('a node that hands a client over still tells of its last beat there, for 
   clock.advance(1)
   t.same([...leases.silences(['c1'])], [], 'then forgotten: the new owner had a full timeout to hear from it')
 })
+
+t.test('a beat another member had before this lease\'s last does not hold a removal back', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  // Another member keeps a stale lease for the client (it took it as its own, then heard nothing).
+  const staleBeatAt = clock.now() - 1_000
+  leases.configure({ peerSilence: () => Promise.resolve(new Map([['c1', clock.now() - staleBeatAt]])) })
+  store.put(record('c1'))
+  leases.renew('c1')
+  clock.advance(BEAT_DEFAULTS.removeAfterMs + 1)
+  leases.sweep()
+  await new Promise((resolve) => setImmediate(resolve))
+  clock.advance(1_000)
+  leases.sweep()
+  t.notOk(store.get('c1'), 'removed: the only beat elsewhere was older than the last one here')
+})
