@@ -46,37 +46,38 @@ const JSON_HEADERS = { 'content-type': 'application/json' }
 const BEAT_CLIENTS = 1000
 const LONG_LEASE = { [BEAT_METADATA.unhealthyAfterMs]: '3600000', [BEAT_METADATA.removeAfterMs]: '3600000' }
 
-/** CPU seconds per thread kind of one process, from /proc/PID/task/TID/stat. */
-function threadCpu(pid: number): Record<string, number> {
-  const out: Record<string, number> = {}
+/** Calls fn with each thread's id and the text of its /proc file `file` (stat, status); threads gone meanwhile are skipped. */
+function eachThread(pid: number, file: string, fn: (tid: string, text: string) => void): void {
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let stat: string
+    let text: string
     try {
-      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      text = readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8')
     } catch {
       continue
     }
+    fn(tid, text)
+  }
+}
+
+/** CPU seconds per thread kind of one process, from /proc/PID/task/TID/stat. */
+function threadCpu(pid: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  eachThread(pid, 'stat', (tid, stat) => {
     const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     const kind = tid === String(pid) ? 'main' : comm.startsWith('V8') || comm.startsWith('DedicatedWork') ? 'v8' : comm.startsWith('libuv') ? 'libuv' : 'other'
     out[kind] = (out[kind] ?? 0) + (Number(f[11]) + Number(f[12])) / 100
-  }
+  })
   return out
 }
 
 /** Context switches of one process, every thread: voluntary (it slept: a wakeup each) and involuntary (preempted). */
 function switches(pid: number): Record<string, number> {
   const out: Record<string, number> = { vol: 0, invol: 0 }
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    let status: string
-    try {
-      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8')
-    } catch {
-      continue
-    }
+  eachThread(pid, 'status', (_tid, status) => {
     out.vol! += Number(/^voluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
     out.invol! += Number(/^nonvoluntary_ctxt_switches:\s*(\d+)/m.exec(status)?.[1] ?? 0)
-  }
+  })
   return out
 }
 
