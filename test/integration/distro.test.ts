@@ -88,3 +88,28 @@ t.test('ephemeral registrations are replicated, survive the loss of a node, and 
     t.same(ports(healthy.body), [...all, 2000], `${id}: every live instance healthy after the restart`)
   }
 })
+
+t.test('a client that stops beating is removed from every node; one that beats through any node stays', async (t) => {
+  // Before a removal its owner asks the other nodes over the peer transport (naming.silence):
+  // with every node answering "none heard", the removal goes ahead.
+  const c = await cluster(t)
+  await c.leader()
+  const url = (id: string) => c.servers.get(id)!.url
+  await new Promise((r) => setTimeout(r, 1500))
+  const short = { 'preserved.heart.beat.interval': '200', 'preserved.heart.beat.timeout': '600', 'preserved.ip.delete.timeout': '1200' }
+  for (const [i, clientId] of ['silent-a', 'silent-b', 'silent-c', 'beating'].entries()) {
+    const res = await request(`${url(c.ids[i % 3]!)}/v1/ns/instances`, 'POST', { service: 'short', ip: '10.2.0.1', port: 3000 + i, clientId, metadata: short })
+    t.equal(res.status, 200, JSON.stringify(res.body))
+  }
+  const listed = async (id: string) => ((await request(`${url(id)}/v1/ns/instances?service=short`, 'GET')).body.instances ?? []).map((i: { port: number }) => i.port).sort()
+  let beats = 0
+  const beating = setInterval(() => {
+    void request(`${url(c.ids[beats++ % 3]!)}/v1/ns/instances/beat`, 'PUT', { clientId: 'beating' })
+  }, 200)
+  t.teardown(() => clearInterval(beating))
+  for (const id of c.ids) {
+    await eventually(`${id} to drop the silent clients`, async () => ((await listed(id)).join() === '3003' ? true : undefined), 15_000)
+  }
+  t.pass('the silent clients are gone from every node; the beating one is kept')
+  clearInterval(beating)
+})
