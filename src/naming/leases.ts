@@ -48,7 +48,7 @@ export const SCAN_CHUNK = 2048
 export type PeerSilence = (clientIds: readonly string[]) => Promise<ReadonlyMap<string, number>>
 
 /** The most handed-over clients a node remembers the last beats of (ClientLeases.handedOver). */
-export const MAX_HANDED_OVER = 200_000
+const MAX_HANDED_OVER = 200_000
 
 /** An instance's beat interval and timeouts: the defaults, or what its metadata overrides. */
 interface BeatTimes {
