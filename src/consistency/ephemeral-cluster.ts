@@ -104,6 +104,8 @@ export class EphemeralCluster implements EphemeralOwners {
     // Before it removes a client, the owner asks the others whether they heard from it.
     leases.configure({ peerSilence: (clientIds) => this.peerSilence(clientIds) })
     this.opts.transport.onCall(SILENCE_METHOD, async (_from, payload) => encodeSilenceAnswer(leases.silences(decodeSilenceQuestion(payload))))
+    // And a member that heard from a client after another removed it writes the client again.
+    this.store.setHeardSince((clientId, sinceMs) => leases.heardSince(clientId, sinceMs))
     // A record of a client this node is responsible for may arrive from a peer (pushed after a
     // partition, or synced by a former owner): the lease starts here, with a full timeout.
     this.store.subscribe((clientId, _prev, next, origin) => {

@@ -174,7 +174,14 @@ class Lease {
   constructor(
     /** Its client, so that a pass can go over leases alone. */
     readonly clientId: string,
+    /** The last beat, or the start of a grace (a takeover, a return to a majority): what expiry counts from. */
     public last: number,
+    /**
+     * The last time the client itself was heard from (a beat or a registration here, or one another
+     * member reported); -Infinity: never. Unlike `last`, a grace does not move it: only this tells
+     * the other members (PeerSilence, heardSince) that the client lived.
+     */
+    public heard: number,
   ) {}
 
   /** Brings the limits up to date with the client's current record. */
@@ -261,7 +268,7 @@ export class ClientLeases {
    * a removal could still be asked about (their delete timeout from that beat): the new owner
    * may not have had those beats. Oldest first; at most MAX_HANDED_OVER.
    */
-  private readonly handedOver = new Map<string, { readonly last: number; readonly keepUntil: number }>()
+  private readonly handedOver = new Map<string, { readonly heard: number; readonly keepUntil: number }>()
 
   constructor(
     private readonly store: EphemeralStore,
@@ -324,7 +331,7 @@ export class ClientLeases {
       if (lease) {
         lease.last = Math.max(lease.last, now)
         this.touch(lease)
-      } else this.add(id, now)
+      } else this.add(id, now, -Infinity)
     }
   }
 
@@ -335,7 +342,7 @@ export class ClientLeases {
    */
   takeOver(clientIds: Iterable<string>): void {
     const now = this.clock.now()
-    for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.add(id, now)
+    for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.add(id, now, -Infinity)
   }
 
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
@@ -367,6 +374,7 @@ export class ClientLeases {
     const lease = this.leases.get(clientId)
     if (lease) {
       lease.last = now
+      lease.heard = now
       lease.expiredStep = false
       // Silent for no time now: not about to expire. One whose unhealthy instances make it count
       // (or due) gets a healthy record below, which the store's listener hands to the next look.
@@ -374,7 +382,7 @@ export class ClientLeases {
       // Its bucket (if any) is earlier than its next threshold now, which is harmless: the look
       // it brings files it again. A lease waiting for expiry or past every threshold is in none.
       if (lease.due || lease.where === IDLE) this.touch(lease)
-    } else this.add(clientId, now)
+    } else this.add(clientId, now, now)
     const record = this.store.get(clientId)
     if (record && record.instances.some((i) => !i.healthy)) {
       this.store.put({ ...record, version: record.version + 1, instances: record.instances.map((i) => (i.healthy ? i : withHealth(i, true))) })
@@ -387,18 +395,36 @@ export class ClientLeases {
   }
 
   /**
-   * What this node answers a PeerSilence question: ms since the last beat it had, for the
-   * clients it holds a lease for or handed over recently.
+   * What this node answers a PeerSilence question: ms since it last heard from each client (a
+   * lease's grace is not a sign of life), for the clients it holds a lease for or handed over
+   * recently.
    */
   silences(clientIds: readonly string[]): Map<string, number> {
     const now = this.clock.now()
     this.pruneHandedOver(now)
     const out = new Map<string, number>()
     for (const id of clientIds) {
-      const last = this.leases.get(id)?.last ?? this.handedOver.get(id)?.last
-      if (last !== undefined) out.set(id, Math.max(0, now - last))
+      const heard = this.heardAt(id)
+      if (heard !== undefined) out.set(id, Math.max(0, now - heard))
     }
     return out
+  }
+
+  /**
+   * Whether this node heard from the client (itself, not a grace) after `sinceMs`: Distro asks it
+   * before it applies another member's removal of a client (ap/node/distro-node.ts heardSince).
+   */
+  heardSince(clientId: string, sinceMs: number): boolean {
+    this.pruneHandedOver(this.clock.now())
+    const heard = this.heardAt(clientId)
+    return heard !== undefined && heard > sinceMs
+  }
+
+  /** When this node last heard from the client, by its lease or its handed-over memory; undefined: never, or forgotten. */
+  private heardAt(clientId: string): number | undefined {
+    const lease = this.leases.get(clientId)
+    if (lease !== undefined && lease.heard !== -Infinity) return lease.heard
+    return this.handedOver.get(clientId)?.heard
   }
 
   forget(clientId: string): void {
@@ -407,17 +433,18 @@ export class ClientLeases {
   }
 
   /**
-   * Drops a lease whose client another node owns now, remembering its last beat: a client that
-   * beat here while this node took it as its own (a view of the members the owner did not share)
-   * must not be removed by the owner for a silence it only had there (Distro simulator seed 3073).
+   * Drops a lease whose client another node owns now, remembering when it last heard from the
+   * client: a client that beat here while this node took it as its own (a view of the members the
+   * owner did not share) must not be removed by the owner for a silence it only had there (Distro
+   * simulator seed 3073).
    */
   private giveAway(lease: Lease): void {
     const now = this.clock.now()
     this.pruneHandedOver(now)
     const removeAfter = lease.record ? maxRemoveAfter(lease.record.instances) : BEAT_DEFAULTS.removeAfterMs
     this.handedOver.delete(lease.clientId)
-    if (lease.last + removeAfter > now) {
-      this.handedOver.set(lease.clientId, { last: lease.last, keepUntil: lease.last + removeAfter })
+    if (lease.heard + removeAfter > now) {
+      this.handedOver.set(lease.clientId, { heard: lease.heard, keepUntil: lease.heard + removeAfter })
       if (this.handedOver.size > MAX_HANDED_OVER) this.handedOver.delete(this.handedOver.keys().next().value!)
     }
     this.drop(lease)
@@ -431,8 +458,8 @@ export class ClientLeases {
     }
   }
 
-  private add(clientId: string, now: number): void {
-    const lease = new Lease(clientId, now)
+  private add(clientId: string, now: number, heard: number): void {
+    const lease = new Lease(clientId, now, heard)
     this.leases.set(clientId, lease)
     this.markDirty(lease)
   }
@@ -694,6 +721,7 @@ export class ClientLeases {
             const heardAt = silence === undefined ? -Infinity : now - silence
             if (heardAt > lease.last) {
               lease.last = heardAt
+              lease.heard = Math.max(lease.heard, heardAt)
               lease.expiredStep = false
               this.uncount(lease)
             } else if (lease.last === last) lease.silentFor = last

@@ -1,8 +1,8 @@
 // A deterministic simulation of a Distro cluster (issue 4, item 8) running the production AP
-// stack of every node: an EphemeralCluster (its DistroNode store, ownership, forwarding, leases
-// moving with ownership, self-preservation), a NamingService with its NamingView and ClientLeases,
-// wired exactly as createGraceNode (src/node.ts) wires them. The CP log is a stub: only ephemeral
-// data is exercised. Everything runs on one ManualClock and a seeded in-memory network
+// stack of every node (distro-stack.ts): an EphemeralCluster (its DistroNode store, ownership,
+// forwarding, leases moving with ownership, self-preservation), a NamingService with its
+// NamingView and ClientLeases, wired exactly as createGraceNode (src/node.ts) wires them. The CP
+// log is a stub: only ephemeral data is exercised. Everything runs on one ManualClock and a seeded in-memory network
 // (distro-network.ts); the clock moves in STEP_MS steps and every promise continuation runs
 // between steps, so a seed replays exactly.
 //
@@ -32,19 +32,17 @@
 import { createHash } from 'node:crypto'
 import type { ChangeOrigin } from '../../src/ap/node/distro-node.js'
 import type { ClientRecord } from '../../src/ap/store.js'
-import { Membership } from '../../src/cluster/membership.js'
-import { EphemeralCluster } from '../../src/consistency/ephemeral-cluster.js'
-import { ConsistencyProxy } from '../../src/consistency/proxy.js'
+import type { Membership } from '../../src/cluster/membership.js'
+import type { EphemeralCluster } from '../../src/consistency/ephemeral-cluster.js'
 import { ManualClock } from '../../src/core/clock.js'
-import { GraceError } from '../../src/core/errors.js'
 import type { Logger } from '../../src/core/logger.js'
-import type { ReplicatedLog } from '../../src/cp/log.js'
-import { ClientLeases } from '../../src/naming/leases.js'
+import type { ClientLeases } from '../../src/naming/leases.js'
 import { type Instance, type ServiceName, DEFAULT_CLUSTER, DEFAULT_GROUP, DEFAULT_NAMESPACE } from '../../src/naming/model.js'
-import { NamingService } from '../../src/naming/service.js'
-import { NamingView } from '../../src/naming/view.js'
+import type { NamingService } from '../../src/naming/service.js'
+import type { NamingView } from '../../src/naming/view.js'
 import { Liveness, NoLiveRemovalChecker, SETTLE_MS, convergenceProblems, instanceKey } from './distro-checkers.js'
 import { SimNetwork } from './distro-network.js'
+import { buildDistroStack, startStack, stopStack } from './distro-stack.js'
 import { Random } from './random.js'
 
 export const STEP_MS = 10
@@ -103,15 +101,6 @@ export class DistroSimFailure extends Error {
 
 export function distroReplayCommand(seed: number): string {
   return `node dist/test/sim/distro-run.js --seed ${seed} --trace`
-}
-
-/** The CP side is not exercised: a log that refuses writes and has nothing to wait for. */
-const stubLog: ReplicatedLog = {
-  propose: () => Promise.reject(new GraceError('UNAVAILABLE', 'no CP log in the Distro simulation')),
-  readBarrier: () => Promise.resolve(),
-  settled: () => Promise.resolve(),
-  status: () => ({ role: 'follower', commitIndex: 0, appliedIndex: 0 }),
-  close: () => Promise.resolve(),
 }
 
 /** Lets every promise continuation run (microtasks, then one macrotask turn). */
@@ -275,49 +264,18 @@ class Simulation {
   /** Builds a fresh stack for the node (as createGraceNode does) and starts it: load, then serve. */
   boot(node: SimNode): void {
     const inc = ++node.incarnation
-    const ids = this.nodes.map((n) => n.id)
-    const transport = this.net.transport(node.id, inc)
-    const logger = this.logger(node, inc)
     const random = this.rnd.fork()
-    const view = new NamingView(this.clock.now() * 1000)
-    // The production member table and its heartbeats: a member is UP once heard from, and stops
-    // being UP when it is cut off (the transport's connection state is the link here) or a
-    // heartbeat to it fails.
-    const membership = new Membership({
-      self: node.id,
-      transport,
+    const stack = buildDistroStack({
+      id: node.id,
+      incarnation: inc,
+      ids: this.nodes.map((n) => n.id),
+      net: this.net,
       clock: this.clock,
-      logger,
-      members: () => ids,
-      connected: (peer) => this.net.linked(node.id, peer),
-      report: () => ({
-        id: node.id,
-        clientAddress: null,
-        peerAddress: null,
-        role: 'follower',
-        term: 0,
-        leaderId: null,
-        commitIndex: 0,
-        appliedIndex: 0,
-        ready: node.ready,
-        distro: null,
-      }),
-    })
-    const cluster = new EphemeralCluster({
-      self: node.id,
-      transport,
-      clock: this.clock,
+      logger: this.logger(node, inc),
       random: () => random.float(),
-      logger,
-      members: () => ids,
-      isUp: (peer) => membership.isUp(peer),
+      ready: () => node.ready,
     })
-    membership.onChange(() => cluster.membersChanged())
-    const proxy = new ConsistencyProxy(stubLog, cluster.store)
-    const leases = cluster.createLeases(this.clock)
-    cluster.store.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined) => view.applyClientChange(clientId, prev?.instances ?? [], next?.instances ?? []))
-    const naming = new NamingService(proxy, view, leases, this.clock, cluster)
-    cluster.attach(naming, leases)
+    const { cluster, leases } = stack
     // The checker sees every change after the view has.
     cluster.store.subscribe((clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined, origin: ChangeOrigin) => {
       if (node.incarnation !== inc) return
@@ -334,12 +292,10 @@ class Simulation {
       if (origin === 'local' && version !== undefined) this.writes.set(`${clientId}@${version}`, `${node.id}#${inc}, which ${cluster.mayExpire() ? 'saw' : 'did NOT see'} a majority`)
       this.checker.onChange(node.id, clientId, prev, next, origin, version)
     })
-    leases.start()
-    membership.start()
-    Object.assign(node, { cluster, membership, naming, leases, view, up: true, ready: false })
+    Object.assign(node, { ...stack, up: true, ready: false })
     this.topologyChanged()
     this.trace(`${node.id}#${inc} boots`)
-    cluster.start().then(
+    startStack(stack).then(
       () => {
         if (node.incarnation !== inc || !node.up) return
         node.ready = true
@@ -355,9 +311,7 @@ class Simulation {
     this.net.crash(node.id)
     node.up = false
     node.ready = false
-    node.membership.stop()
-    node.cluster.stop()
-    node.leases.stop()
+    stopStack(node)
     this.stats.crashes++
     this.topologyChanged()
     this.trace(`${node.id}#${node.incarnation} crashes`)
@@ -638,11 +592,7 @@ class Simulation {
     )
     if (problems.length > 0) this.fail(`checker "convergence after quiescence" failed:\n  ${problems.slice(0, 12).join('\n  ')}`)
 
-    for (const n of this.nodes) {
-      n.membership.stop()
-      n.cluster.stop()
-      n.leases.stop()
-    }
+    for (const n of this.nodes) stopStack(n)
     const s = this.stats
     s.simMs = this.clock.now() - this.start
     s.messages = this.net.stats.messages

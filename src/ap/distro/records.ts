@@ -70,6 +70,11 @@ export function nextVersion(held: number | undefined, nowMs: number, salt: numbe
   return v
 }
 
+/** The wall time (ms, by its writer's clock) at which a version was made: nextVersion's inverse, less the salt. */
+export function versionTime(version: number): number {
+  return Math.floor(version / SALT_RANGE)
+}
+
 // ---- records: writes, merges, fingerprints ------------------------------------------------------
 
 // Names never hold control characters (validation rejects them), so one makes a safe separator.

@@ -29,10 +29,10 @@ import type { Logger } from '../../core/logger.js'
 import { differingBuckets, diffDigest, stillDiffering, type BucketSummary } from '../distro/digest.js'
 import { DISTRO_LIMITS } from '../distro/limits.js'
 import type { OwnershipChange } from '../distro/ownership.js'
-import { fingerprint, nextVersion, versionSalt, writeClient } from '../distro/records.js'
+import { fingerprint, nextVersion, versionSalt, versionTime, writeClient } from '../distro/records.js'
 import { Replica } from '../distro/replica.js'
 import { SyncQueue, type SyncBatch } from '../distro/sync-queue.js'
-import { tombstone, type NodeId, type Versioned } from '../distro/types.js'
+import { isTombstone, tombstone, type NodeId, type Versioned } from '../distro/types.js'
 import type { ClientListener, ClientRecord, EphemeralStore } from '../store.js'
 import {
   ITEM_BUDGET_BYTES,
@@ -112,7 +112,21 @@ export interface DistroStats {
   pulled: number
   pushed: number
   refused: number
+  /** Clients written again over another member's removal because this node heard from them since (see heardSince). */
+  restored: number
 }
+
+/**
+ * Whether this node heard from a client (a beat, a registration) after a time, by its own clock;
+ * the wiring answers from the leases (naming/leases.ts heardSince).
+ */
+export type HeardSince = (clientId: string, sinceMs: number) => boolean
+
+/**
+ * How much later than a removal a beat must have come here to undo it (restoreIfHeard): clock
+ * skew between the members, and a beat that was on its way when the client deregistered elsewhere.
+ */
+export const RESTORE_MARGIN_MS = 1_000
 
 /**
  * The least time between two sends of sync batches (to every peer at once). A change made after a
@@ -190,7 +204,10 @@ export class DistroNode implements EphemeralStore {
     pulled: 0,
     pushed: 0,
     refused: 0,
+    restored: 0,
   }
+  /** See setHeardSince; by default this node has heard from nobody. */
+  private heardSince: HeardSince = () => false
 
   constructor(opts: DistroNodeOptions) {
     assert(opts.self.length > 0, 'a node has an id')
@@ -382,6 +399,11 @@ export class DistroNode implements EphemeralStore {
     this.bulk = bulk
   }
 
+  /** How this node tells whether it heard from a client after another member removed it (restoreIfHeard). */
+  setHeardSince(heardSince: HeardSince): void {
+    this.heardSince = heardSince
+  }
+
   // ---- introspection (tests, metrics) -------------------------------------------------------------
 
   /** The version held for a client, as a record or a tombstone. */
@@ -420,10 +442,40 @@ export class DistroNode implements EphemeralStore {
       return false
     }
     this.counters.itemsApplied++
+    // A removal that dropped instances held here (a tombstone drops only those it is newer than).
+    const dropped = isTombstone(item) && change.prev !== undefined && (change.next === undefined || change.next.instances.length < change.prev.instances.length)
+    if (dropped && this.restoreIfHeard(item.version, change.prev!)) return true
     // A merge can change only what is remembered (a floor, a removal), not what is visible.
     if ((change.prev !== undefined || change.next !== undefined) && !sameInstances(change.prev, change.next)) {
       this.fire(item.clientId, change.prev, change.next, 'remote')
     }
+    return true
+  }
+
+  /**
+   * Another member's removal of a client (its tombstone at `removedAt`) was just merged over
+   * `prev`, the record held here. If this node heard from the client after that removal, the
+   * remover could not have: it was cut off from the client and from this node (a partition: the
+   * side with a majority expires the clients whose beats go to the other side). Then this node
+   * writes `prev`'s instances again above the removal, before any listener sees the removal, so
+   * the client does not drop here at the heal and comes back on every other node with this sync
+   * instead of at its next beat. A new owner gives the restored client a takeover grace, and its
+   * beats keep it; a client that is gone expires again, and is not restored twice (this node
+   * heard nothing after the new removal). A deregistration is not undone: a client stops beating
+   * before it deregisters, so no beat comes after it (RESTORE_MARGIN_MS allows for clock skew).
+   * Returns false when nothing was restored (the caller fires the removal).
+   */
+  private restoreIfHeard(removedAt: number, prev: ClientRecord): boolean {
+    const id = prev.clientId
+    if (!this.heardSince(id, versionTime(removedAt) + RESTORE_MARGIN_MS)) return false
+    const now = this.clock.now()
+    const next = writeClient(this.replica.heldItem(id), id, prev.instances, nextVersion(this.replica.heldVersion(id), now, this.salt))
+    assert(next !== null, 'instances written over their removal are a change')
+    const change = this.replica.apply(next, now)
+    assert(change !== null, 'a fresh version is always accepted')
+    this.counters.restored++
+    if (!sameInstances(prev, next)) this.fire(id, prev, next, 'local')
+    this.enqueueAll(next, null)
     return true
   }
 

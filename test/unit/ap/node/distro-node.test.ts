@@ -4,7 +4,7 @@
 
 import t from 'tap'
 import { ManualClock } from '../../../../src/core/clock.js'
-import { SYNC_INTERVAL_MS, type DistroNode } from '../../../../src/ap/node/distro-node.js'
+import { RESTORE_MARGIN_MS, SYNC_INTERVAL_MS, type DistroNode } from '../../../../src/ap/node/distro-node.js'
 import { DISTRO_LIMITS } from '../../../../src/ap/distro/limits.js'
 import { METHODS, decodeAccepted, encodeItemsMessage } from '../../../../src/ap/node/distro-messages.js'
 import type { ClientRecord } from '../../../../src/ap/store.js'
@@ -262,6 +262,102 @@ for (const { ids: names, sides, seed } of [
     t.ok(stateOf(nodes[0]!).length > 0)
   })
 }
+
+t.test('after a heal, a member that heard from a client after the other side removed it writes the client again; one that heard nothing since does not', async (t) => {
+  const interval = 1000
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b', 'c'], { seed: 21, verifyIntervalMs: interval })
+  const [a, b, cc] = ['a', 'b', 'c'].map((id) => c.nodes.get(id)!) as [DistroNode, DistroNode, DistroNode]
+  // When b heard from each client (its leases answer this in a cluster).
+  const heard = new Map<string, number>()
+  b.setHeardSince((id, since) => (heard.get(id) ?? -Infinity) > since)
+  const ids = Array.from({ length: 60 }, (_, i) => `h-${i}`)
+  for (const id of ids) ownerNode(c, a, id).put(record(id, 0))
+  await run(clock, 100)
+  t.ok(converged([a, b, cc]), 'every node holds every client')
+
+  // b is cut off. On the side with a majority, the clients' owners remove them all: their beats
+  // go to b, so that side heard nothing (its owners expire them).
+  c.net.partition(['a', 'c'], ['b'])
+  a.setMembers(['a', 'c'])
+  cc.setMembers(['a', 'c'])
+  b.setMembers(['b'])
+  await run(clock, 100)
+  for (const id of ids) ownerNode(c, a, id).remove(id)
+  const removedAt = clock.now()
+  await run(clock, 5_000)
+  t.equal(a.size() + cc.size(), 0, 'the majority side removed every client')
+  // A third beat b after the removals, a third just after them (within the margin for clock
+  // skew), and a third only before them (a deregistration, or a client that died).
+  const kind = (i: number) => (['after', 'margin', 'before'] as const)[i % 3]!
+  ids.forEach((id, i) => heard.set(id, kind(i) === 'after' ? removedAt + RESTORE_MARGIN_MS + 2_000 : kind(i) === 'margin' ? removedAt + RESTORE_MARGIN_MS - 1 : removedAt - 1))
+  const bEventsBefore = c.events.get('b')!.length
+
+  c.net.heal()
+  for (const n of [a, b, cc]) n.setMembers(['a', 'b', 'c'])
+  await run(clock, 2 * interval)
+  t.ok(converged([a, b, cc]), 'identical within two verify intervals of the heal')
+  const kept = ids.filter((_, i) => kind(i) === 'after')
+  t.same(
+    ids.filter((id) => b.get(id) !== undefined),
+    kept,
+    'held: exactly the clients b heard from after their removal',
+  )
+  for (const id of kept) t.ok(b.versionOf(id)! > removedAt, `${id} is written again above its removal`)
+  t.equal(b.stats().restored, kept.length, 'counted')
+  const removedOnB = c.events
+    .get('b')!
+    .slice(bEventsBefore)
+    .filter(([, prev, next]) => prev !== undefined && next === undefined)
+    .map(([id]) => id)
+  t.same(removedOnB.sort(), ids.filter((id) => !kept.includes(id)).sort(), 'b never dropped a client it restored, not even for a moment')
+  for (const n of [a, b, cc]) n.check()
+})
+
+t.test('a removal older than some of the instances held drops only the older ones; a member that heard from the client since writes back just those', async (t) => {
+  const clock = new ManualClock()
+  const c = makeCluster(clock, ['a', 'b'], { seed: 22 })
+  const raw = c.net.transport('x') // a peer that speaks the wire format directly
+  const b = c.nodes.get('b')!
+  b.setHeardSince(() => true)
+  const send = async (items: Versioned[]) => {
+    const p = raw.call('b', METHODS.sync, encodeItemsMessage(items), 1000)
+    await run(clock, 20)
+    return decodeAccepted(await p)
+  }
+  const id = 'client-t'
+  const owner = ownerNode(c, b, id)
+  owner.put({ clientId: id, version: 0, instances: [instance(id, 1)] })
+  clock.advance(5)
+  const between = owner.versionOf(id)! + 1
+  clock.advance(5)
+  owner.put({ clientId: id, version: 0, instances: [instance(id, 1), instance(id, 2)] })
+  await run(clock, 50)
+  t.equal(b.get(id)?.instances.length, 2)
+  const before = c.events.get('b')!.length
+
+  // A removal from between the two writes: port 1 was written before it, port 2 after.
+  t.equal(await send([{ clientId: id, version: between, removed: true }]), 1, 'the removal is merged')
+  t.same(b.get(id)?.instances.map((i) => i.port).sort(), [1, 2], 'b heard from the client since: port 1 is written again')
+  t.ok(b.versionOf(id)! > between, 'above the removal')
+  t.equal(b.stats().restored, 1)
+  t.same(c.events.get('b')!.slice(before), [], 'its listeners saw nothing go')
+
+  t.equal(await send([{ clientId: id, version: between, removed: true }]), 0, 'the same removal again adds nothing')
+
+  // Now a removal newer than the floor but older than every instance held: it drops nothing
+  // visible (it only raises the floor), and nothing is written again.
+  const later = b.versionOf(id)! + 1
+  clock.advance(5)
+  owner.put({ clientId: id, version: 0, instances: [instance(id, 3)] })
+  await run(clock, 50)
+  const held = b.get(id)!
+  t.ok(held.instances.length === 1 && b.versionOf(id)! > later)
+  t.equal(await send([{ clientId: id, version: later, removed: true }]), 1, 'merged: it raises the floor')
+  t.same(b.get(id)!.instances, held.instances, 'the same instances')
+  t.equal(b.stats().restored, 1, 'nothing written again')
+  b.check()
+})
 
 t.test('a peer that leaves the view loses its queue; when it comes back, verification repairs it', async (t) => {
   const clock = new ManualClock()
