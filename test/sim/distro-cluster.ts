@@ -78,6 +78,8 @@ export interface DistroSimStats {
   removalsWhileBeating: number
   unhealthyWhileLive: number
   lateRemovals: number
+  /** Clients a node wrote again over another's removal, having heard from them since (DistroNode.restoreIfHeard). */
+  restored: number
 }
 
 export interface DistroSimResult {
@@ -199,6 +201,7 @@ class Simulation {
       removalsWhileBeating: 0,
       unhealthyWhileLive: 0,
       lateRemovals: 0,
+      restored: 0,
     }
     const clientRnd = this.rnd.fork()
     for (let c = 0; c < clientCount; c++) {
@@ -312,6 +315,7 @@ class Simulation {
     node.up = false
     node.ready = false
     stopStack(node)
+    this.stats.restored += node.cluster.store.stats().restored
     this.stats.crashes++
     this.topologyChanged()
     this.trace(`${node.id}#${node.incarnation} crashes`)
@@ -592,7 +596,10 @@ class Simulation {
     )
     if (problems.length > 0) this.fail(`checker "convergence after quiescence" failed:\n  ${problems.slice(0, 12).join('\n  ')}`)
 
-    for (const n of this.nodes) stopStack(n)
+    for (const n of this.nodes) {
+      stopStack(n)
+      if (n.up) this.stats.restored += n.cluster.store.stats().restored
+    }
     const s = this.stats
     s.simMs = this.clock.now() - this.start
     s.messages = this.net.stats.messages

@@ -13,7 +13,7 @@ function summaryLine(r: DistroSimResult): string {
   return (
     `seed ${r.seed}: ${s.simMs / 1000} s simulated, ${s.faults} faults (${s.partitions} partitions, ${s.crashes} crashes, ${s.loads} loads), ` +
     `${s.registrations} registrations, ${s.beats} beats (${s.countedBeats} counted, ${s.beatErrors} errors, ${s.unregisteredAnswers} not registered), ` +
-    `${s.deregistrations} deregistrations, ${s.removals} instance removals (${s.removalsWhileBeating} of beating clients not live, ${s.lateRemovals} late copies of allowed removals), ` +
+    `${s.deregistrations} deregistrations, ${s.removals} instance removals (${s.removalsWhileBeating} of beating clients not live, ${s.lateRemovals} late copies of allowed removals), ${s.restored} clients restored, ` +
     `${s.messages} msgs (${s.dropped} lost) [${r.settings}]`
   )
 }
@@ -48,10 +48,14 @@ async function main(): Promise<void> {
   const seeds = values.seed !== undefined ? [Number(values.seed)] : Array.from({ length: Number(values.seeds ?? 100) }, (_, i) => Number(values.from ?? 1) + i)
   const started = Date.now()
   const failures: DistroSimFailure[] = []
+  let restored = 0
+  let restoringSeeds = 0
   for (const seed of seeds) {
     try {
       const r = await runDistroSimulation(seed, { traceKeep: keep })
       if (seeds.length === 1) console.log(summaryLine(r))
+      restored += r.stats.restored
+      if (r.stats.restored > 0) restoringSeeds++
     } catch (err) {
       if (!(err instanceof DistroSimFailure)) throw err
       failures.push(err)
@@ -60,7 +64,7 @@ async function main(): Promise<void> {
     }
   }
   const secs = ((Date.now() - started) / 1000).toFixed(1)
-  console.log(`\n${seeds.length} seeds in ${secs}s: ${seeds.length - failures.length} passed, ${failures.length} failed`)
+  console.log(`\n${seeds.length} seeds in ${secs}s: ${seeds.length - failures.length} passed, ${failures.length} failed (${restored} clients restored over a removal, in ${restoringSeeds} seeds)`)
   if (failures.length > 0) {
     console.log('\nreplay:')
     for (const f of failures) console.log(`  ${distroReplayCommand(f.seed)}`)
