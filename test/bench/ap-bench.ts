@@ -22,7 +22,7 @@ import autocannon from 'autocannon'
 import { BEAT_METADATA } from '../../src/naming/model.js'
 import { type LagResult, runLagWorker } from './ap-lag.js'
 import { describeMachine, load1 } from './machine.js'
-import { type Measurement, measure } from './measure.js'
+import { type Measurement, PREWARM_CONNECTIONS, measure, prewarm } from './measure.js'
 import { pinSelf } from './pinning.js'
 import { waitQuiet } from './quiet.js'
 import { NOISY_OTHER_CPU_PCT, type Pair, type Row, cell, failures, fixed, int, med, median, noisyPairs, ratio, ratioRange, writeDocsSection } from './report.js'
@@ -56,6 +56,7 @@ const { values: opts } = parseArgs({
     quick: { type: 'boolean', default: false },
     duration: { type: 'string' },
     warmup: { type: 'string', default: '2' },
+    prewarm: { type: 'string' },
     pairs: { type: 'string' },
     'quiet-wait': { type: 'string' },
     'lag-samples': { type: 'string' },
@@ -67,9 +68,10 @@ const { values: opts } = parseArgs({
 })
 if (opts.help) {
   console.log(
-    'usage: npm run bench:ap -- [--quick | --duration S] [--warmup S] [--pairs N] [--quiet-wait S] [--lag-samples N] [--instances N] [--phases throughput,lag,load]\n' +
+    'usage: npm run bench:ap -- [--quick | --duration S] [--warmup S] [--prewarm S] [--pairs N] [--quiet-wait S] [--lag-samples N] [--instances N] [--phases throughput,lag,load]\n' +
       '  --duration S      measured seconds per throughput run (default 5; --quick: 3)\n' +
       '  --warmup S        unmeasured seconds before each run (default 2)\n' +
+      `  --prewarm S       once, before the first cell: S unmeasured seconds of each scenario on the roof and on the cluster at ${PREWARM_CONNECTIONS} connections (default 5; --quick: 2; 0: none)\n` +
       '  --pairs N         alternating roof/Grace pairs per cell (default 3; --quick: 2)\n' +
       `  --quiet-wait S    before a pair, wait up to S seconds while other processes use over ${NOISY_OTHER_CPU_PCT} % of a core (default 60; --quick: 10; 0: never)\n` +
       '  --lag-samples N   sync-lag samples per condition (default 500; --quick: 300)\n' +
@@ -81,6 +83,8 @@ if (opts.help) {
 }
 const durationS = positive('--duration', opts.duration ?? (opts.quick ? '3' : '5'))
 const warmupS = positive('--warmup', opts.warmup)
+const prewarmS = Number(opts.prewarm ?? (opts.quick ? '2' : '5'))
+if (!(prewarmS >= 0)) fatal(`--prewarm must be a number of seconds ≥ 0, got ${opts.prewarm}`)
 const pairs = Number(opts.pairs ?? (opts.quick ? '2' : '3'))
 if (!Number.isInteger(pairs) || pairs < 1) fatal(`--pairs must be a whole number ≥ 1, got ${opts.pairs}`)
 const quietWaitS = Number(opts['quiet-wait'] ?? (opts.quick ? '10' : '60'))
@@ -271,6 +275,18 @@ try {
     progress(`cluster up: ${a.urls().join(' ')}; roof ${roof.url}`)
     if (phases.includes('throughput')) {
       await registerBeatClients(a.urls())
+      // Both once, every scenario, before the first cell (measure.ts, prewarm), as the other
+      // benchmarks do: that cell, at one connection, found the nodes fresh from their start, still
+      // compiling their hot paths on threads that share their core.
+      if (prewarmS > 0) {
+        for (const scenario of SCENARIOS) {
+          for (const [label, url] of [['roof', roof.url], ['grace', a.urls()]] as const) {
+            const got = await prewarm(url, scenario.requests, PREWARM_CONNECTIONS, prewarmS)
+            progress(`prewarm ${label}, ${scenario.id}: ${int(got.responses)} requests in ${prewarmS} s at ${PREWARM_CONNECTIONS} connections`)
+            if (got.non2xx > 0 || got.errors > 0) throw new Error(`${label} failed ${got.non2xx} requests (non-2xx) and ${got.errors} connections during the prewarm of ${scenario.id}`)
+          }
+        }
+      }
       for (const scenario of SCENARIOS) {
         for (const connections of CONNECTIONS) rows.push(await measureCell(scenario, connections, roof, a))
       }
@@ -576,6 +592,7 @@ async function call(url: string, method: string, path: string, body?: object): P
 
 const info = {
   ...runInfoBase('npm run bench:ap', { durationS, warmupS, pairs, pinning: pinning.note, quietWaitedS, quietWaitS, loadBefore }),
+  prewarmS,
   lagSamples,
   phases,
   ends,
@@ -799,7 +816,9 @@ function docsSection(): string {
     '  opens connection k to node k mod 3), and at 1 connection each pair drives the next node in turn.',
     '  Which node *owns* a client is decided by hashing its id, so about two requests in three arrive at',
     '  a node that forwards them to the owner, as with clients spread over a cluster behind a balancer.',
-    '  The roof gets the same requests on its single process. Alternating pairs, roof then Grace',
+    '  The roof gets the same requests on its single process. Both get every scenario once, unmeasured,',
+    `  before the first cell (\`--prewarm S\`, at ${PREWARM_CONNECTIONS} connections), so that no cell measures a process still`,
+    '  compiling its hot paths. Alternating pairs, roof then Grace',
     '  (`--pairs N`, each run after a `--warmup S` and measured for `--duration S`), with waits for a',
     '  quiet machine, as the HTTP benchmark; each ratio is the median of the per-pair ratios (range in',
     '  brackets): Grace/roof for req/s, and roof/Grace for p50 and p99, so that for all three 1 is the',
@@ -836,7 +855,7 @@ function docsSection(): string {
     '  exits with 1.',
     '',
     `Last run ${info.date} with \`${info.command}\`: ${plural(info.pairs, 'pair')} per cell, each run after a ${info.warmupS} s warmup and measured for ` +
-      `${info.durationS} s, pipelining 1; ${info.lagSamples} sync-lag samples per condition.`,
+      `${info.durationS} s, pipelining 1; ${info.prewarmS > 0 ? `each scenario prewarmed once for ${info.prewarmS} s on the roof and the cluster` : 'no prewarm'}; ${info.lagSamples} sync-lag samples per condition.`,
     `Pinning: ${info.pinning}. Waited ${Math.round(quietWaitedS)} s in all for other processes to quiet down before pairs (at most ${info.quietWaitS} s each).`,
     `Machine: ${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; 1-minute load ${info.loadBefore} before, ${info.loadAfter} after. ` +
       `${capitalised(endLines.join('; '))}.`,
