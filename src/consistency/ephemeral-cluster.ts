@@ -37,7 +37,7 @@ import {
   encodeForward,
   encodeForwardAnswer,
 } from './ephemeral-forward.js'
-import { SILENCE_METHOD, decodeSilenceAnswer, decodeSilenceQuestion, encodeSilenceAnswer, encodeSilenceQuestion } from './ephemeral-silence.js'
+import { SILENCE_METHOD, askSilence, decodeSilenceQuestion, encodeSilenceAnswer } from './ephemeral-silence.js'
 
 /** How often the healthy members are worked out again without being told of a change. */
 export const MEMBERSHIP_CHECK_MS = 1_000
@@ -218,28 +218,18 @@ export class EphemeralCluster implements EphemeralOwners {
   }
 
   /**
-   * naming/leases.ts PeerSilence: asks every other healthy member (as this node sees them) about
-   * the clients; per client, the least silence any of them reports. A member that does not
-   * answer fails the question, except one that does not know it (a node of an older version
-   * during a rolling upgrade), which holds no lease it could tell of.
+   * naming/leases.ts PeerSilence: asks every other member about the clients (askSilence). Those
+   * this node sees UP must answer. The others are asked too, and may not answer: right after a
+   * partition heals, views of the members change at different moments, and a member this node
+   * does not count as UP yet may be the one the client beats (Distro simulator seed 140981); one
+   * that is really down must not hold every removal back.
    */
-  private async peerSilence(clientIds: readonly string[]): Promise<ReadonlyMap<string, number>> {
-    const heard = new Map<string, number>()
-    const question = encodeSilenceQuestion(clientIds)
-    const peers = this.healthy.filter((id) => id !== this.opts.self)
-    const answers = await Promise.all(
-      peers.map((peer) =>
-        this.opts.transport.call(peer, SILENCE_METHOD, question, SILENCE_TIMEOUT_MS).catch((err: { remoteCode?: string | null }) => {
-          if (err.remoteCode === 'NOT_FOUND') return null
-          throw err
-        }),
-      ),
-    )
-    for (const answer of answers) {
-      if (answer === null) continue
-      for (const [id, ms] of decodeSilenceAnswer(answer, clientIds)) heard.set(id, Math.min(ms, heard.get(id) ?? Infinity))
-    }
-    return heard
+  private peerSilence(clientIds: readonly string[]): Promise<ReadonlyMap<string, number>> {
+    const peers = this.opts
+      .members()
+      .filter((id) => id !== this.opts.self)
+      .map((id) => ({ id, mustAnswer: this.healthy.includes(id) }))
+    return askSilence((to, method, payload) => this.opts.transport.call(to, method, payload, SILENCE_TIMEOUT_MS), peers, clientIds)
   }
 
   /** Recomputes the healthy members; on a change, moves ownership and the leases with it. */

@@ -60,3 +60,37 @@ export function decodeSilenceAnswer(payload: Uint8Array, asked: readonly string[
   }
   return out
 }
+
+/** A member to ask, and whether the question fails when it does not answer. */
+export interface SilencePeer {
+  readonly id: string
+  readonly mustAnswer: boolean
+}
+
+/**
+ * Asks the members about the clients; per client, the least silence any of them reports. A
+ * member that must answer and does not fails the whole question, except one that does not know
+ * the method (NOT_FOUND: a node of an older version during a rolling upgrade), which holds no
+ * lease it could tell of. The failure of a member that need not answer counts as hearing nothing.
+ */
+export async function askSilence(
+  call: (to: string, method: string, payload: Uint8Array) => Promise<Uint8Array>,
+  peers: readonly SilencePeer[],
+  clientIds: readonly string[],
+): Promise<Map<string, number>> {
+  const question = encodeSilenceQuestion(clientIds)
+  const answers = await Promise.all(
+    peers.map((peer) =>
+      call(peer.id, SILENCE_METHOD, question).catch((err: { remoteCode?: string | null }) => {
+        if (err.remoteCode === 'NOT_FOUND' || !peer.mustAnswer) return null
+        throw err
+      }),
+    ),
+  )
+  const heard = new Map<string, number>()
+  for (const answer of answers) {
+    if (answer === null) continue
+    for (const [id, ms] of decodeSilenceAnswer(answer, clientIds)) heard.set(id, Math.min(ms, heard.get(id) ?? Infinity))
+  }
+  return heard
+}

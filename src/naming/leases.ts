@@ -47,8 +47,8 @@ export const SCAN_CHUNK = 2048
  */
 export type PeerSilence = (clientIds: readonly string[]) => Promise<ReadonlyMap<string, number>>
 
-/** The most handed-over clients a node remembers the last beats of (ClientLeases.handedOver). */
-const MAX_HANDED_OVER = 200_000
+/** The most clients a node remembers hearing from without holding their lease (ClientLeases.heardWithoutLease). */
+const MAX_HEARD_WITHOUT_LEASE = 200_000
 
 /** An instance's beat interval and timeouts: the defaults, or what its metadata overrides. */
 interface BeatTimes {
@@ -264,11 +264,15 @@ export class ClientLeases {
   /** A PeerSilence question is on its way: one at a time. */
   private asking = false
   /**
-   * Clients whose leases went to another owner, with their last beat here, kept for as long as
-   * a removal could still be asked about (their delete timeout from that beat): the new owner
-   * may not have had those beats. Oldest first; at most MAX_HANDED_OVER.
+   * Clients this node heard from without holding their lease now: leases handed over to another
+   * owner, and clients whose beats or registrations it forwarded to their owner. Each is kept for
+   * as long as a removal could still be asked about (the client's delete timeout from when it was
+   * heard): the owner may not have had those beats (another member, in a view of the members
+   * this one did not share, may have taken them). Oldest first; at most MAX_HEARD_WITHOUT_LEASE.
    */
-  private readonly handedOver = new Map<string, { readonly heard: number; readonly keepUntil: number }>()
+  private readonly heardWithoutLease = new Map<string, { readonly heard: number; readonly keepUntil: number }>()
+  /** When remember() last pruned heardWithoutLease: at most once a sweep interval, as it runs for most forwarded beats. */
+  private prunedAt = -Infinity
 
   constructor(
     private readonly store: EphemeralStore,
@@ -345,6 +349,17 @@ export class ClientLeases {
     for (const id of clientIds) if (!this.leases.has(id) && this.store.get(id)) this.add(id, now, -Infinity)
   }
 
+  /**
+   * The client was heard from here, and its beat or registration forwarded to its owner: told
+   * to an owner that asks before a removal, as a lease's beats are (seed 143138 of the Distro
+   * simulator: a beat went to a member that then was cut off, and the owner that later took the
+   * client asked only the others).
+   */
+  noteHeard(clientId: string): void {
+    const record = this.store.get(clientId)
+    this.remember(clientId, this.clock.now(), record ? maxRemoveAfter(record.instances) : BEAT_DEFAULTS.removeAfterMs)
+  }
+
   /** Clients another node is now responsible for: it expires them, this node no longer does. */
   handOver(clientIds: Iterable<string>): void {
     for (const id of clientIds) {
@@ -396,12 +411,12 @@ export class ClientLeases {
 
   /**
    * What this node answers a PeerSilence question: ms since it last heard from each client (a
-   * lease's grace is not a sign of life), for the clients it holds a lease for or handed over
-   * recently.
+   * lease's grace is not a sign of life), for the clients it holds a lease for or heard from
+   * recently without one.
    */
   silences(clientIds: readonly string[]): Map<string, number> {
     const now = this.clock.now()
-    this.pruneHandedOver(now)
+    this.pruneHeardWithoutLease(now)
     const out = new Map<string, number>()
     for (const id of clientIds) {
       const heard = this.heardAt(id)
@@ -415,16 +430,15 @@ export class ClientLeases {
    * before it applies another member's removal of a client (ap/node/distro-node.ts heardSince).
    */
   heardSince(clientId: string, sinceMs: number): boolean {
-    this.pruneHandedOver(this.clock.now())
+    this.pruneHeardWithoutLease(this.clock.now())
     const heard = this.heardAt(clientId)
     return heard !== undefined && heard > sinceMs
   }
 
-  /** When this node last heard from the client, by its lease or its handed-over memory; undefined: never, or forgotten. */
+  /** When this node last heard from the client, by its lease or heardWithoutLease; undefined: never, or forgotten. */
   private heardAt(clientId: string): number | undefined {
-    const lease = this.leases.get(clientId)
-    if (lease !== undefined && lease.heard !== -Infinity) return lease.heard
-    return this.handedOver.get(clientId)?.heard
+    const heard = Math.max(this.leases.get(clientId)?.heard ?? -Infinity, this.heardWithoutLease.get(clientId)?.heard ?? -Infinity)
+    return heard === -Infinity ? undefined : heard
   }
 
   forget(clientId: string): void {
@@ -439,22 +453,35 @@ export class ClientLeases {
    * simulator seed 3073).
    */
   private giveAway(lease: Lease): void {
-    const now = this.clock.now()
-    this.pruneHandedOver(now)
-    const removeAfter = lease.record ? maxRemoveAfter(lease.record.instances) : BEAT_DEFAULTS.removeAfterMs
-    this.handedOver.delete(lease.clientId)
-    if (lease.heard + removeAfter > now) {
-      this.handedOver.set(lease.clientId, { heard: lease.heard, keepUntil: lease.heard + removeAfter })
-      if (this.handedOver.size > MAX_HANDED_OVER) this.handedOver.delete(this.handedOver.keys().next().value!)
-    }
+    this.remember(lease.clientId, lease.heard, lease.record ? maxRemoveAfter(lease.record.instances) : BEAT_DEFAULTS.removeAfterMs)
     this.drop(lease)
   }
 
-  /** Forgets the handed-over clients past their time, from the oldest until one is not. */
-  private pruneHandedOver(now: number): void {
-    for (const [id, h] of this.handedOver) {
+  /**
+   * Keeps in heardWithoutLease that the client was heard from at `heard`, for `removeAfter` from
+   * then, unless it already holds a later time: a lease handed over with only a grace in it (a
+   * takeover undone a moment later) must not erase a beat heard before (Distro simulator seed 4957).
+   */
+  private remember(clientId: string, heard: number, removeAfter: number): void {
+    const now = this.clock.now()
+    if (now - this.prunedAt >= SWEEP_INTERVAL_MS) {
+      this.prunedAt = now
+      this.pruneHeardWithoutLease(now)
+    }
+    const held = this.heardWithoutLease.get(clientId)
+    if (held !== undefined && held.heard >= heard) return
+    if (heard + removeAfter <= now) return
+    // Deleted first so that the entry moves to the young end: the map stays oldest first.
+    this.heardWithoutLease.delete(clientId)
+    this.heardWithoutLease.set(clientId, { heard, keepUntil: heard + removeAfter })
+    if (this.heardWithoutLease.size > MAX_HEARD_WITHOUT_LEASE) this.heardWithoutLease.delete(this.heardWithoutLease.keys().next().value!)
+  }
+
+  /** Forgets the clients heard from without a lease past their time, from the oldest until one is not. */
+  private pruneHeardWithoutLease(now: number): void {
+    for (const [id, h] of this.heardWithoutLease) {
       if (h.keepUntil >= now) break
-      this.handedOver.delete(id)
+      this.heardWithoutLease.delete(id)
     }
   }
 

@@ -113,7 +113,11 @@ export class NamingService {
   registerNow(instance: Instance): Promise<void> | undefined {
     if (!instance.ephemeral) return this.registerPersistent(instance)
     const owner = this.ownerElsewhere(instance.clientId, false)
-    if (owner !== null) return this.owners!.forward(owner, { op: 'register', instance }).then(() => undefined)
+    if (owner !== null) {
+      // Heard from here: told to an owner that asks before removing the client (leases.ts noteHeard).
+      this.leases.noteHeard(instance.clientId)
+      return this.owners!.forward(owner, { op: 'register', instance }).then(() => undefined)
+    }
     this.registerEphemeral(instance)
     return undefined
   }
@@ -213,7 +217,10 @@ export class NamingService {
   beat(request: BeatRequest): BeatResult | Promise<BeatResult> {
     const clientId = this.beatClientId(request)
     const owner = this.ownerElsewhere(clientId, false)
-    if (owner !== null) return this.owners!.forward(owner, { op: 'beat', request }) as Promise<BeatResult>
+    if (owner !== null) {
+      this.leases.noteHeard(clientId)
+      return this.owners!.forward(owner, { op: 'beat', request }) as Promise<BeatResult>
+    }
     return this.beatHere(request)
   }
 

@@ -34,6 +34,14 @@
 // not leave any node's store (hence view) at t: not by its owner's sweep, not by a stale lease on
 // another node, not by a tombstone synced, pulled or loaded from anywhere.
 //
+// One exception: a removal made while the client was not LIVE (its beats went to a minority)
+// reaches, later, a node that missed it, and drops that node's older copy. The node applies the
+// newest state it has; if the client registered again since, the node has not had that record
+// yet (or the merge would have kept the instance), and may not be able to (it is on the other
+// side of a partition from it). Such a late copy is allowed at a node whose copy was older than
+// the allowed removal, never as a node's own decision; that the newer record does reach every
+// node is checker 1's, at the end.
+//
 // A partition with no majority (2|2) gives no counted beats: clients are then LIVE only while
 // their last counted beat from before is recent. The checker is conservative there (the system
 // should expire nothing during a 2|2 split, but a removal of a client silent on the majority for
@@ -94,8 +102,8 @@ export interface RemovalStats {
   /** Instances of LIVE clients marked unhealthy somewhere (allowed, counted for the record). */
   unhealthyWhileLive: number
   /**
-   * Instances of LIVE clients dropped from a copy older than a removal that was allowed (its
-   * client was not LIVE then), by a newer record, before the instance came back anywhere: the
+   * Instances of LIVE clients dropped from a node's copy older than a removal that was allowed
+   * (its client was not LIVE then), by a copy from a peer at least as new as that removal: the
    * allowed removal reaching a node that missed it (allowed, counted).
    */
   lateRemovals: number
@@ -106,12 +114,13 @@ export class NoLiveRemovalChecker {
   readonly violations: string[] = []
   readonly stats: RemovalStats = { removals: 0, removalsWhileBeating: 0, unhealthyWhileLive: 0, lateRemovals: 0 }
   /**
-   * Instances (client id, a space, instance key) whose removal was allowed, by the version that
-   * removed them, until a newer record holds them again. A client can lose an instance while it
-   * is not LIVE (its beats went to a minority) and be LIVE again before a node that was cut off
-   * then hears of it: that node dropping its old copy is that removal arriving late (seed 141812).
+   * Instances (client id, a space, instance key) whose removal was allowed, with the versions of
+   * those removals. A client can lose an instance while it is not LIVE (its beats went to a
+   * minority) and be LIVE again before a node that was cut off then hears of it: that node
+   * dropping its old copy is that removal arriving late (seed 141812), even once the client has
+   * registered again elsewhere, where the node cannot see it yet (seed 2522, sticky clients).
    */
-  private readonly allowedRemovals = new Map<string, number>()
+  private readonly allowedRemovals = new Map<string, number[]>()
 
   constructor(
     private readonly liveness: Liveness,
@@ -125,13 +134,6 @@ export class NoLiveRemovalChecker {
    * the node holds after the change (the tombstone's for a removal).
    */
   onChange(node: string, clientId: string, prev: ClientRecord | undefined, next: ClientRecord | undefined, origin: string | undefined, version?: number): void {
-    // Back in a record newer than its removal: registered again. (An older copy, loaded or
-    // pulled from a node that missed the removal, is not.)
-    for (const i of next?.instances ?? []) {
-      const key = `${clientId} ${instanceKey(i)}`
-      const removedAt = this.allowedRemovals.get(key)
-      if (removedAt !== undefined && (version === undefined || version > removedAt)) this.allowedRemovals.delete(key)
-    }
     if (!prev) return
     const staying = new Map<string, Instance>()
     for (const i of next?.instances ?? []) staying.set(instanceKey(i), i)
@@ -146,10 +148,9 @@ export class NoLiveRemovalChecker {
     this.stats.removals += gone.length
     const now = this.now()
     if (this.liveness.isLive(clientId, now)) {
-      const late = (k: string) => {
-        const removedAt = this.allowedRemovals.get(`${clientId} ${k}`)
-        return removedAt !== undefined && version !== undefined && prev.version < removedAt && removedAt <= version
-      }
+      // A copy from a peer, at least as new as an allowed removal, over a copy here older than it.
+      const late = (k: string) =>
+        origin !== 'local' && version !== undefined && (this.allowedRemovals.get(`${clientId} ${k}`) ?? []).some((removedAt) => prev.version < removedAt && removedAt <= version)
       const early = gone.filter((k) => !late(k))
       this.stats.lateRemovals += gone.length - early.length
       if (early.length === 0) return
@@ -165,7 +166,9 @@ export class NoLiveRemovalChecker {
       if (version !== undefined) {
         for (const k of gone) {
           const key = `${clientId} ${k}`
-          if (!this.allowedRemovals.has(key)) this.allowedRemovals.set(key, version)
+          const versions = this.allowedRemovals.get(key)
+          if (versions === undefined) this.allowedRemovals.set(key, [version])
+          else if (!versions.includes(version)) versions.push(version)
         }
       }
     }

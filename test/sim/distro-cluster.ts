@@ -9,11 +9,13 @@
 // What one seed does:
 // 1. Boots 3 nodes (sometimes 4 or 5), all at once, fully connected.
 // 2. Runs 6 to 12 clients, each with a clientId and 1 to 3 instances spread over a few services.
-//    Each registers its instances one at a time through a random node (retrying on errors), then
-//    beats every 5 s through a random node (one beat per instance, naming the client and the
-//    instance; an answer `registered: false` makes it register that instance again, as the SDK
-//    does). Some clients die (stop everything) at a random time; some deregister (stop beating,
-//    deregister every instance, retrying on errors).
+//    Each registers its instances one at a time (retrying on errors), then beats every 5 s (one
+//    beat per instance, naming the client and the instance; an answer `registered: false` makes it
+//    register that instance again, as the SDK does). Half the clients send each request through a
+//    random node; the other half, as the SDK does, through one node they keep until a request
+//    through it fails (so a client cut off with a node beats that node alone). Some clients die
+//    (stop everything) at a random time; some deregister (stop beating, deregister every
+//    instance, retrying on errors).
 // 3. Meanwhile, for 100 to 150 s, a random schedule of faults: one node isolated, 2|1, 2|2, 2|3,
 //    1|2|2 splits, heals, node crashes with restarts 1 to 40 s later (a restarted node starts
 //    empty with a fresh EphemeralCluster/NamingService stack and loads from a peer), periods of
@@ -56,6 +58,11 @@ export interface DistroSimOptions {
   /** 'print': every trace line as it happens; otherwise the last traceKeep lines go in a failure. */
   trace?: 'print' | 'ring'
   traceKeep?: number
+  /**
+   * false: every client sends each request through a random node, and no draw decides it, so a
+   * seed runs exactly as it did before sticky clients (the regression seeds found then).
+   */
+  stickyClients?: boolean
 }
 
 export interface DistroSimStats {
@@ -130,12 +137,16 @@ class SimClient {
   readonly acked = new Set<string>()
   readonly queue: Instance[] = []
   busy = false
+  /** A sticky client's node, until a request through it fails or it goes down; null: pick one. */
+  home: SimNode | null = null
   constructor(
     readonly id: string,
     readonly instances: readonly Instance[],
     readonly fate: Fate,
     readonly startAt: number,
     readonly endAt: number,
+    /** Sends every request through one node (`home`), as the SDK does, rather than a random one each time. */
+    readonly sticky: boolean,
   ) {}
 }
 
@@ -224,9 +235,10 @@ class Simulation {
       const fate = clientRnd.pick<Fate>(['live', 'live', 'live', 'die', 'deregister'])
       const startAt = this.start + clientRnd.int(1_000, 30_000)
       const endAt = startAt + clientRnd.int(10_000, Math.max(10_000, this.faultPhaseMs - (startAt - this.start) - 1_000))
-      this.clients.push(new SimClient(`client-${c + 1}`, instances, fate, startAt, fate === 'live' ? Infinity : endAt))
+      const sticky = this.opts.stickyClients === false ? false : clientRnd.chance(0.5)
+      this.clients.push(new SimClient(`client-${c + 1}`, instances, fate, startAt, fate === 'live' ? Infinity : endAt, sticky))
     }
-    this.settings = `${n} nodes, ${clientCount} clients (${this.clients.filter((c) => c.fate === 'live').length} live), latency ${this.baseLatency[0]}-${this.baseLatency[1]} ms, base loss ${this.baseDrop}, faults for ${this.faultPhaseMs / 1000} s`
+    this.settings = `${n} nodes, ${clientCount} clients (${this.clients.filter((c) => c.fate === 'live').length} live, ${this.clients.filter((c) => c.sticky).length} sticky), latency ${this.baseLatency[0]}-${this.baseLatency[1]} ms, base loss ${this.baseDrop}, faults for ${this.faultPhaseMs / 1000} s`
   }
 
   // ---- trace -----------------------------------------------------------------------------------
@@ -331,6 +343,19 @@ class Simulation {
     if (!node.up || !node.ready || this.clock.now() - this.topologyChangedAt < SETTLE_MS) return false
     const comp = this.component(node)
     return 2 * comp.length > this.nodes.length && comp.every((n) => n.ready)
+  }
+
+  /** The node a client's next request goes through: its home while that is up and ready, else a random ready one (which a sticky client keeps). */
+  private nodeFor(c: SimClient, rnd: Random): SimNode | null {
+    if (c.sticky && c.home !== null && c.home.up && c.home.ready) return c.home
+    const node = this.readyNode(rnd)
+    if (c.sticky) c.home = node
+    return node
+  }
+
+  /** A request through `node` failed: a sticky client moves to another node (the SDK's failover). */
+  private failedVia(c: SimClient, node: SimNode): void {
+    if (c.home === node) c.home = null
   }
 
   private readyNode(rnd: Random): SimNode | null {
@@ -469,7 +494,7 @@ class Simulation {
       }
       return
     }
-    const node = this.readyNode(rnd)
+    const node = this.nodeFor(c, rnd)
     if (!node) {
       this.clock.setTimer(RETRY_MS, () => this.pumpRegistrations(c, rnd))
       return
@@ -487,6 +512,7 @@ class Simulation {
         },
         (err: Error) => {
           c.busy = false
+          this.failedVia(c, node)
           this.trace(`${c.id} register ${instanceKey(instance)} via ${node.id}: ${err.message}`)
           this.clock.setTimer(RETRY_MS, () => this.pumpRegistrations(c, rnd))
         },
@@ -496,7 +522,7 @@ class Simulation {
   private beat(c: SimClient, rnd: Random): void {
     if (c.phase !== 'beating') return
     this.clock.setTimer(BEAT_MS, () => this.beat(c, rnd))
-    const node = this.readyNode(rnd)
+    const node = this.nodeFor(c, rnd)
     if (!node) return
     const sentAt = this.clock.now()
     const counts = this.settledMajority(node)
@@ -508,6 +534,8 @@ class Simulation {
         .then(
           (r) => {
             if (c.phase !== 'beating') return
+            // Every answer only in a printed trace: sweeps would pay for a line per beat.
+            if (this.opts.trace === 'print') this.trace(`${c.id} beat ${instanceKey(instance)} via ${node.id} (owner there ${node.cluster.store.ownerOf(c.id)}): ${r.registered ? 'registered' : 'not registered'}${counts ? ', counted' : ''}`)
             if (r.registered) {
               if (counts) {
                 this.stats.countedBeats++
@@ -522,6 +550,7 @@ class Simulation {
           },
           (err: Error) => {
             this.stats.beatErrors++
+            this.failedVia(c, node)
             this.trace(`${c.id} beat via ${node.id}: ${err.message}`)
           },
         )
@@ -535,7 +564,7 @@ class Simulation {
       this.trace(`${c.id} deregistered`)
       return
     }
-    const node = this.readyNode(rnd)
+    const node = this.nodeFor(c, rnd)
     if (!node) {
       this.clock.setTimer(RETRY_MS, () => this.deregisterNext(c, rnd, left))
       return
@@ -546,6 +575,7 @@ class Simulation {
       .then(
         () => this.deregisterNext(c, rnd, left.slice(1)),
         (err: Error) => {
+          this.failedVia(c, node)
           this.trace(`${c.id} deregister ${instanceKey(instance)} via ${node.id}: ${err.message}`)
           this.clock.setTimer(RETRY_MS, () => this.deregisterNext(c, rnd, left))
         },

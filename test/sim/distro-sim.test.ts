@@ -69,11 +69,28 @@ t.test('seeds that once removed a live client pass', async (t) => {
   // while the peer, the owner in its own view, heard none and removed the client. The owner now
   // asks the others before a removal (naming/leases.ts PeerSilence). 141189 failed alike. In
   // 3073 the node that took the beats had handed the client back before the owner asked: a
-  // node now remembers the last beat of a client it hands over, for one delete timeout.
+  // node now remembers the last beat of a client it hands over, for one delete timeout. They
+  // were found before some clients stuck to one node: they replay with random nodes only.
   for (const seed of [143679, 141189, 3073]) {
     try {
-      await runDistroSimulation(seed)
+      await runDistroSimulation(seed, { stickyClients: false })
       t.pass(`seed ${seed}`)
+    } catch (err) {
+      t.fail(err instanceof Error ? err.message : String(err))
+    }
+  }
+  // With clients that stick to one node, as the SDK's do: 140981, an owner that did not count a
+  // member as UP yet, right after a heal, removed a client that beat that member (the owner now
+  // asks every member, and needs an answer only from those it counts as UP); 143138, a member
+  // that had forwarded the client's beat, to a member then cut off, told the next owner nothing
+  // (a node now tells of the beats it forwards); 4957, a lease handed over with only a takeover's
+  // grace in it erased a beat heard before. 2522 was the checker's: a node on the minority side
+  // of a partition applied a removal made while the client was not LIVE, though the client had
+  // registered again on the other side, out of its reach (distro-checkers.ts, late copies).
+  for (const seed of [140981, 143138, 4957, 2522]) {
+    try {
+      await runDistroSimulation(seed)
+      t.pass(`seed ${seed}, sticky clients`)
     } catch (err) {
       t.fail(err instanceof Error ? err.message : String(err))
     }

@@ -6,6 +6,7 @@ import t from 'tap'
 import { GraceError } from '../../../src/core/errors.js'
 import {
   MAX_SILENCE_CLIENTS,
+  askSilence,
   decodeSilenceAnswer,
   decodeSilenceQuestion,
   encodeSilenceAnswer,
@@ -41,4 +42,22 @@ t.test('a malformed question or answer is refused whole', async (t) => {
   t.ok(refused(() => decodeSilenceAnswer(bytes('[1]'), ['a'])), 'an answer that is not an object')
   t.ok(refused(() => decodeSilenceAnswer(bytes('{"a":-1}'), ['a'])), 'a negative silence')
   t.ok(refused(() => decodeSilenceAnswer(bytes('{"a":"5"}'), ['a'])), 'a silence that is not a number')
+})
+
+t.test('askSilence: the least silence any member reports; a member that must answer and does not fails the question, one that need not is heard as silent', async (t) => {
+  const answers: Record<string, () => Promise<Uint8Array>> = {
+    up: async () => encodeSilenceAnswer(new Map([['c1', 9_000], ['c2', 100]])),
+    healing: async () => encodeSilenceAnswer(new Map([['c1', 2_000]])),
+    old: async () => Promise.reject(Object.assign(new Error('no such method'), { remoteCode: 'NOT_FOUND' })),
+    down: async () => Promise.reject(new Error('unreachable')),
+  }
+  const asked: string[] = []
+  const call = (to: string, method: string) => {
+    asked.push(`${to} ${method}`)
+    return answers[to]!()
+  }
+  const heard = await askSilence(call, [{ id: 'up', mustAnswer: true }, { id: 'healing', mustAnswer: false }, { id: 'old', mustAnswer: true }, { id: 'down', mustAnswer: false }], ['c1', 'c2', 'c3'])
+  t.same([...heard].sort(), [['c1', 2_000], ['c2', 100]], 'per client, the least silence, from members seen UP or not')
+  t.same(asked.sort(), ['down naming.silence', 'healing naming.silence', 'old naming.silence', 'up naming.silence'], 'every member is asked')
+  await t.rejects(askSilence(call, [{ id: 'up', mustAnswer: true }, { id: 'down', mustAnswer: true }], ['c1']), /unreachable/, 'a member seen UP that does not answer fails the question')
 })

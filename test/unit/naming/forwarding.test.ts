@@ -24,7 +24,7 @@ function instance(ip: string, port: number, clientId: string): Instance {
 function pair() {
   const clock = new ManualClock()
   const sent: { from: string; to: string; op: EphemeralOp }[] = []
-  const nodes = new Map<string, { naming: NamingService; store: MemoryEphemeralStore; view: NamingView }>()
+  const nodes = new Map<string, { naming: NamingService; store: MemoryEphemeralStore; view: NamingView; leases: ClientLeases }>()
   for (const self of ['a', 'b']) {
     const store = new MemoryEphemeralStore()
     const view = new NamingView(1)
@@ -40,8 +40,9 @@ function pair() {
         return nodes.get(to)!.naming.executeForwarded(parseEphemeralOp(JSON.parse(JSON.stringify(op))))
       },
     }
-    const naming = new NamingService(new ConsistencyProxy(noLog, store), view, new ClientLeases(store, clock), clock, owners)
-    nodes.set(self, { naming, store, view })
+    const leases = new ClientLeases(store, clock)
+    const naming = new NamingService(new ConsistencyProxy(noLog, store), view, leases, clock, owners)
+    nodes.set(self, { naming, store, view, leases })
   }
   return { a: nodes.get('a')!, b: nodes.get('b')!, sent }
 }
@@ -63,6 +64,7 @@ t.test('a change of a client owned elsewhere is forwarded once and applied by th
   t.same(await a.naming.beat({ clientId: 'b-unknown' }), { clientBeatInterval: 5000, registered: false })
   t.same(b.naming.beat({ clientId: 'b-1' }), { clientBeatInterval: 5000, registered: true }, 'at the owner: a plain answer')
   t.equal(sent.filter((s) => s.from === 'b').length, 0, 'the owner never forwards')
+  t.same([...a.leases.silences(['b-1', 'a-1'])], [['b-1', 0], ['a-1', 0]], 'a node tells of the clients it forwarded for as well as of its own')
 })
 
 t.test("the owner's errors come back to the caller", async (t) => {

@@ -500,3 +500,26 @@ t.test('only the client itself counts as heard from: a takeover\'s or a majority
   clock.advance(1)
   t.notOk(leases.heardSince('taken', beatAt - 1), 'then forgotten')
 })
+
+t.test('a node tells of the beats it forwarded, and a grace handed over does not erase a beat heard before', async (t) => {
+  const clock = new ManualClock()
+  const store = new MemoryEphemeralStore()
+  const leases = new ClientLeases(store, clock)
+  store.put(record('c1'))
+  // Owned elsewhere: its beats pass through here on their way to the owner.
+  leases.noteHeard('c1')
+  clock.advance(2_000)
+  t.same([...leases.silences(['c1'])], [['c1', 2_000]], 'told to an owner that asks')
+  t.equal(leases.lastBeatOf('c1'), undefined, 'no lease for it here')
+  t.ok(leases.heardSince('c1', clock.now() - 2_001))
+
+  // This node takes the client over for a moment (a grace, no beat), and hands it back.
+  leases.takeOver(['c1'])
+  clock.advance(10)
+  leases.handOver(['c1'])
+  t.same([...leases.silences(['c1'])], [['c1', 2_010]], 'the beat heard before the takeover is still told (Distro simulator seed 4957)')
+  clock.advance(BEAT_DEFAULTS.removeAfterMs - 2_010)
+  t.same([...leases.silences(['c1'])], [['c1', BEAT_DEFAULTS.removeAfterMs]], 'for one delete timeout from the beat')
+  clock.advance(1)
+  t.same([...leases.silences(['c1'])], [], 'then forgotten')
+})
