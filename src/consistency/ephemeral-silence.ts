@@ -2,8 +2,9 @@
 // stopped beating (naming/leases.ts PeerSilence), and of their answers.
 //
 // 'naming.silence': the request is a JSON array of client ids; the answer a JSON object from
-// client id to the milliseconds since the last beat of the lease the answering node holds for it,
-// for those it holds one for. Removals are rare and come in sweeps of at most SWEEP_CHUNK
+// client id to the milliseconds since the answering node last heard from that client (a beat or
+// registration it took under its lease, or one it forwarded, or had before it handed the lease
+// over: naming/leases.ts silences), for those it heard from recently. Removals are rare and come in sweeps of at most SWEEP_CHUNK
 // clients, so JSON's cost does not matter here; what is received is checked all the same.
 
 import { GraceError } from '../core/errors.js'

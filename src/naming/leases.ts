@@ -36,8 +36,8 @@ export const SCAN_CHUNK = 2048
 
 /**
  * Asks the other members whether any of them heard from these clients: for each client that some
- * member holds a lease for, the least time (ms) since that lease's last beat. Rejects when a member
- * that had to answer did not.
+ * member heard from recently (silences()), the least time (ms) since. Rejects when a member that
+ * had to answer did not.
  *
  * Why: members can disagree about who is UP. Heartbeats between nodes lost one way make one node
  * count another as down while that one still counts it as up, and each takes the client as its
